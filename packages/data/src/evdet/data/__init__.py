@@ -1,0 +1,1 @@
+"""evdet.data: event readers, representations, preprocessing and sequence datasets."""

@@ -1,0 +1,1 @@
+"""evdet.eval: Prophesee-protocol COCO evaluation."""

@@ -1,0 +1,1 @@
+"""evdet.model: the RVT detector, its losses, training and detection entry points."""
