@@ -1,0 +1,139 @@
+"""The reader interface shared by every event-file format, and the error they raise.
+
+:class:`EventReader` fixes what ``docs/architecture.md`` ("Readers") promises: ``path``, ``format``, ``width``,
+``height`` (sensor px), ``read()``, ``read_window(t_start_us, t_end_us)`` and ``iter_chunks(max_events)``,
+plus context-manager support that closes the underlying file. :class:`RecordingError` is the single error type
+for a file that is missing, unreadable, truncated or malformed.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from evdet.data.events import Events
+
+__all__ = ["DEFAULT_MAX_EVENTS", "EventReader", "RecordingError"]
+
+#: Default upper bound on the events per chunk yielded by :meth:`EventReader.iter_chunks` (1 M events, about
+#: 13 MB as :class:`Events`: 2 + 2 + 8 + 1 bytes per event).
+DEFAULT_MAX_EVENTS = 1_000_000
+
+
+class RecordingError(ValueError):
+    """A recording file is missing, unreadable, truncated or malformed.
+
+    The message always names the file and says what was expected (header key, dataset, byte count, ...).
+    """
+
+
+class EventReader(ABC):
+    """Read events ``(x, y, t, p)`` from one recording file.
+
+    Subclasses set the class attribute :attr:`format` and, in ``__init__``, :attr:`width` and :attr:`height`
+    after validating the file's header. Every method returns :class:`~evdet.data.events.Events` with ``x, y``
+    ``uint16`` (px), ``t`` ``int64`` (µs, non-decreasing) and ``p`` ``uint8`` (0 = OFF, 1 = ON).
+
+    Attributes:
+        path: the recording file.
+        format: format name, e.g. ``"prophesee-dat"``, ``"etram-hdf5"``, ``"aedat4"``.
+        width: sensor width (px).
+        height: sensor height (px).
+
+    Use as a context manager (``with open_recording(p) as reader: ...``) or call :meth:`close`; any method
+    called after :meth:`close` raises :class:`RecordingError`.
+
+    Raises:
+        RecordingError: from ``__init__`` if ``path`` is not an existing regular file.
+    """
+
+    format: str = ""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.width = 0
+        self.height = 0
+        self._closed = False
+        if not self.path.is_file():
+            raise RecordingError(f"{self.path}: no such file (expected an existing {self.format} recording)")
+
+    # -- public API ------------------------------------------------------------------------------------------
+
+    def read(self) -> Events:
+        """Return every event of the file as one :class:`Events` (all ``N`` events in memory).
+
+        Raises:
+            RecordingError: if the file is truncated or malformed, or the reader is closed.
+        """
+        return Events.concatenate(list(self.iter_chunks()), self.width, self.height)
+
+    @abstractmethod
+    def read_window(self, t_start_us: int, t_end_us: int) -> Events:
+        """Return the events with ``t_start_us <= t < t_end_us`` (µs, the file's own time base).
+
+        Raises:
+            ValueError: if ``t_end_us < t_start_us``.
+            RecordingError: if the file is truncated or malformed, or the reader is closed.
+        """
+
+    @abstractmethod
+    def iter_chunks(self, max_events: int = DEFAULT_MAX_EVENTS) -> Iterator[Events]:
+        """Yield the whole file, in time order, as consecutive chunks of at most ``max_events`` events.
+
+        Memory stays bounded by one chunk (plus one source packet for formats read packet-wise); the
+        concatenated chunks equal :meth:`read`. Each call starts again at the beginning of the file.
+
+        Raises:
+            ValueError: if ``max_events`` is not a positive integer.
+            RecordingError: if the file is truncated or malformed, or the reader is closed.
+        """
+
+    def close(self) -> None:
+        """Release the open file; idempotent."""
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def __enter__(self) -> "EventReader":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.width}x{self.height}"
+        return f"{type(self).__name__}({str(self.path)!r}, format={self.format!r}, {state})"
+
+    # -- helpers for subclasses ------------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        """Raise :class:`RecordingError` if the reader was closed."""
+        if self._closed:
+            raise RecordingError(f"{self.path}: reader is closed")
+
+    @staticmethod
+    def _check_window(t_start_us: int, t_end_us: int) -> tuple[int, int]:
+        """Return the window bounds as Python ints; ``ValueError`` if ``t_end_us < t_start_us``."""
+        start, end = int(t_start_us), int(t_end_us)
+        if end < start:
+            raise ValueError(f"read_window: expected t_end_us >= t_start_us, got [{start}, {end}) µs")
+        return start, end
+
+    @staticmethod
+    def _check_max_events(max_events: int) -> int:
+        """Return ``max_events`` as an int; ``ValueError`` unless it is a positive integer."""
+        if isinstance(max_events, bool) or not isinstance(max_events, numbers.Integral) or max_events <= 0:
+            raise ValueError(f"iter_chunks: expected max_events to be a positive int, got {max_events!r}")
+        return int(max_events)
