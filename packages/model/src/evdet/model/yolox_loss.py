@@ -1,0 +1,234 @@
+"""YOLOX training loss: SimOTA assignment, IoU loss on boxes, BCE on objectness and classes, optional L1.
+
+Source: YOLOX (Ge et al., arXiv 2107.08430, Sec. 2.1-2.2) and its reference implementation (v0.1), used by RVT:
+
+* ``loss_iou``: ``sum over positives of (1 - IoU^2)`` (YOLOX ``IOUloss(loss_type="iou")``), / ``num_fg``;
+* ``loss_obj``: BCE-with-logits of the objectness on ALL anchors against the foreground mask, / ``num_fg``;
+* ``loss_cls``: BCE-with-logits of the class logits on positives against IoU-aware targets
+  ``one_hot(class) * IoU(pred, matched gt)``, summed over classes, / ``num_fg``;
+* ``loss_l1`` (only with ``use_l1``, YOLOX switches it on for the last 15 epochs): L1 between raw box outputs
+  and ``[cx / s - gx, cy / s - gy, log(w / s + 1e-8), log(h / s + 1e-8)]``, / ``num_fg``;
+* ``loss = 5.0 * loss_iou + loss_obj + loss_cls + loss_l1`` with ``num_fg = max(total positives in batch, 1)``.
+
+The per-positive IoU and class losses are kept unreduced (one value per positive anchor, alongside the matched
+gt box) until the final sum, so that per-positive weights can multiply them before reduction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import box_convert
+
+from evdet.model.simota import CENTER_RADIUS, simota_assign
+
+IOU_LOSS_WEIGHT = 5.0
+"""Weight of the IoU loss in the total (YOLOX reference implementation ``reg_weight``)."""
+
+
+def elementwise_iou(boxes_a: Tensor, boxes_b: Tensor, eps: float = 1e-16) -> Tensor:
+    """IoU of corresponding boxes.
+
+    Args:
+        boxes_a: float ``(N, 4)`` ``[cx, cy, w, h]`` px.
+        boxes_b: float ``(N, 4)`` ``[cx, cy, w, h]`` px.
+        eps: added to the union (YOLOX uses 1e-16).
+
+    Returns:
+        float ``(N,)`` IoU in ``[0, 1]``; differentiable.
+    """
+    a = box_convert(boxes_a, "cxcywh", "xyxy")
+    b = box_convert(boxes_b, "cxcywh", "xyxy")
+    top_left = torch.maximum(a[:, :2], b[:, :2])
+    bottom_right = torch.minimum(a[:, 2:], b[:, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)
+    union = boxes_a[:, 2:].prod(dim=1) + boxes_b[:, 2:].prod(dim=1) - inter
+    return inter / (union + eps)
+
+
+def iou_loss(pred_boxes: Tensor, target_boxes: Tensor) -> Tensor:
+    """YOLOX "iou" loss per box: ``1 - IoU^2``.
+
+    Args:
+        pred_boxes: float ``(N, 4)`` ``[cx, cy, w, h]`` px.
+        target_boxes: float ``(N, 4)`` ``[cx, cy, w, h]`` px.
+
+    Returns:
+        float ``(N,)`` unreduced loss in ``[0, 1]``.
+    """
+    return 1.0 - elementwise_iou(pred_boxes, target_boxes) ** 2
+
+
+def validate_targets(targets: Sequence[Tensor], batch_size: int, num_classes: int) -> None:
+    """Check the per-image target tensors of a batch.
+
+    Args:
+        targets: ``batch_size`` float tensors ``(n_b, 5)``, rows ``[class_id, x, y, w, h]`` (px, top-left x, y).
+        batch_size: expected number of images B.
+        num_classes: C; class ids must be integers in ``[0, C)``.
+
+    Raises:
+        ValueError: wrong count, wrong shape, non-finite values, non-integer or out-of-range class ids, or a box
+            with ``w <= 0`` or ``h <= 0``; the message names ``targets[b]``.
+    """
+    if len(targets) != batch_size:
+        raise ValueError(f"targets: expected {batch_size} tensors (one per image), got {len(targets)}")
+    for b, t in enumerate(targets):
+        if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[1] != 5:
+            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise ValueError(f"targets[{b}]: expected a tensor of shape (n, 5) [class_id, x, y, w, h], got {shape}")
+        if t.shape[0] == 0:
+            continue
+        if not torch.isfinite(t).all():
+            raise ValueError(f"targets[{b}]: expected finite values, got NaN or inf")
+        cls = t[:, 0]
+        if (cls != cls.round()).any() or cls.min() < 0 or cls.max() >= num_classes:
+            raise ValueError(
+                f"targets[{b}] class_id: expected integers in [0, {num_classes}), got {cls.tolist()}"
+            )
+        if (t[:, 3] <= 0).any() or (t[:, 4] <= 0).any():
+            raise ValueError(f"targets[{b}] w, h: expected > 0 px, got min w {float(t[:, 3].min())}, "
+                             f"min h {float(t[:, 4].min())}")
+
+
+class YOLOXLoss:
+    """YOLOX loss over a batch of flattened head outputs (see the module docstring for the formulas).
+
+    Args:
+        num_classes: number of classes C.
+        iou_loss_weight: weight of ``loss_iou`` in ``loss`` (5.0).
+        use_l1: add the L1 loss on raw box outputs (off by default, as RVT).
+        center_radius: SimOTA centre-region radius in strides (2.5).
+
+    Raises:
+        ValueError: ``num_classes < 1``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        iou_loss_weight: float = IOU_LOSS_WEIGHT,
+        use_l1: bool = False,
+        center_radius: float = CENTER_RADIUS,
+    ) -> None:
+        if int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"YOLOXLoss num_classes: expected a positive int, got {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.iou_loss_weight = float(iou_loss_weight)
+        self.use_l1 = bool(use_l1)
+        self.center_radius = float(center_radius)
+
+    def __call__(
+        self,
+        raw: Tensor,
+        pred_boxes: Tensor,
+        anchor_grid: Tensor,
+        anchor_strides: Tensor,
+        targets: Sequence[Tensor],
+    ) -> dict[str, Tensor]:
+        """Compute the loss terms.
+
+        Args:
+            raw: float ``(B, A, 5 + C)`` raw head outputs per anchor: 4 box offsets, objectness logit,
+                C class logits.
+            pred_boxes: float ``(B, A, 4)`` decoded boxes ``[cx, cy, w, h]`` px
+                (``(grid + raw[:2]) * stride``, ``exp(raw[2:4]) * stride``); gradients flow through them.
+            anchor_grid: float ``(A, 2)`` cell index ``(gx, gy)`` of each anchor.
+            anchor_strides: float ``(A,)`` stride of each anchor, px.
+            targets: B float tensors ``(n_b, 5)``, rows ``[class_id, x, y, w, h]`` px with TOP-LEFT x, y
+                (docs/architecture.md batch contract); ``n_b`` may be 0.
+
+        Returns:
+            dict of 0-dim float32 tensors: ``loss`` (total, differentiable), ``loss_iou``, ``loss_obj``,
+            ``loss_cls``, ``loss_l1`` (0 unless ``use_l1``) and ``num_fg`` (positives in the batch, detached).
+
+        Raises:
+            ValueError: ``raw`` not ``(B, A, 5 + C)`` or inconsistent with the other inputs, or bad targets
+                (see :func:`validate_targets`).
+        """
+        if raw.dim() != 3 or raw.shape[2] != 5 + self.num_classes:
+            raise ValueError(f"raw: expected shape (B, A, {5 + self.num_classes}), got {tuple(raw.shape)}")
+        batch, num_anchors = raw.shape[:2]
+        if tuple(pred_boxes.shape) != (batch, num_anchors, 4):
+            raise ValueError(f"pred_boxes: expected shape {(batch, num_anchors, 4)}, got {tuple(pred_boxes.shape)}")
+        if tuple(anchor_grid.shape) != (num_anchors, 2) or tuple(anchor_strides.shape) != (num_anchors,):
+            raise ValueError(
+                f"anchor_grid / anchor_strides: expected shapes {(num_anchors, 2)} / {(num_anchors,)}, got "
+                f"{tuple(anchor_grid.shape)} / {tuple(anchor_strides.shape)}"
+            )
+        validate_targets(targets, batch, self.num_classes)
+
+        raw = raw.float()
+        pred_boxes = pred_boxes.float()
+        obj_logits = raw[..., 4]
+        cls_logits = raw[..., 5:]
+        anchor_centers = (anchor_grid.float() + 0.5) * anchor_strides.float().unsqueeze(1)
+
+        obj_target = torch.zeros_like(obj_logits)
+        pos_batch: list[Tensor] = []  # image index of each positive
+        pos_anchor: list[Tensor] = []  # anchor index of each positive
+        pos_gt_boxes: list[Tensor] = []  # matched gt [cx, cy, w, h] per positive
+        pos_cls_target: list[Tensor] = []  # IoU-aware one-hot per positive
+        for b, t in enumerate(targets):
+            if t.shape[0] == 0:
+                continue
+            t = t.to(device=raw.device, dtype=torch.float32)
+            gt_boxes = box_convert(t[:, 1:5], "xywh", "cxcywh")
+            gt_classes = t[:, 0].long()
+            assignment = simota_assign(
+                anchor_centers,
+                anchor_strides,
+                pred_boxes[b].detach(),
+                cls_logits[b].detach(),
+                obj_logits[b].detach(),
+                gt_boxes,
+                gt_classes,
+                center_radius=self.center_radius,
+            )
+            if assignment.num_fg == 0:
+                continue
+            obj_target[b] = assignment.fg_mask.float()
+            anchors = assignment.fg_mask.nonzero().squeeze(1)
+            pos_batch.append(torch.full_like(anchors, b))
+            pos_anchor.append(anchors)
+            pos_gt_boxes.append(gt_boxes[assignment.matched_gt_index])
+            pos_cls_target.append(
+                F.one_hot(assignment.matched_class, self.num_classes).float() * assignment.matched_iou.unsqueeze(1)
+            )
+
+        num_fg_total = sum(int(a.numel()) for a in pos_anchor)
+        normaliser = float(max(num_fg_total, 1))
+        loss_obj = F.binary_cross_entropy_with_logits(obj_logits, obj_target, reduction="sum") / normaliser
+        zero = raw.sum() * 0.0  # keeps the graph connected when there are no positives
+        loss_iou = zero
+        loss_cls = zero
+        loss_l1 = zero
+        if num_fg_total > 0:
+            bi = torch.cat(pos_batch)
+            ai = torch.cat(pos_anchor)
+            gt = torch.cat(pos_gt_boxes)
+            # unreduced per-positive losses, (num_fg,) each
+            iou_per_positive = iou_loss(pred_boxes[bi, ai], gt)
+            cls_per_positive = F.binary_cross_entropy_with_logits(
+                cls_logits[bi, ai], torch.cat(pos_cls_target), reduction="none"
+            ).sum(dim=1)
+            loss_iou = iou_per_positive.sum() / normaliser
+            loss_cls = cls_per_positive.sum() / normaliser
+            if self.use_l1:
+                stride = anchor_strides[ai].float().unsqueeze(1)
+                l1_target = torch.cat(
+                    (gt[:, :2] / stride - anchor_grid[ai].float(), torch.log(gt[:, 2:] / stride + 1e-8)), dim=1
+                )
+                loss_l1 = F.l1_loss(raw[bi, ai, :4], l1_target, reduction="sum") / normaliser
+        total = self.iou_loss_weight * loss_iou + loss_obj + loss_cls + loss_l1
+        return {
+            "loss": total,
+            "loss_iou": loss_iou,
+            "loss_obj": loss_obj,
+            "loss_cls": loss_cls,
+            "loss_l1": loss_l1,
+            "num_fg": torch.tensor(float(num_fg_total), device=raw.device),
+        }
