@@ -221,6 +221,13 @@ def _build_parser() -> _Parser:
     coco.add_argument("--experiment", help="experiment name (default: name of the output file's folder)")
     coco.add_argument("--camera", choices=sorted(CAMERA_MIN_BOX_SIZE_PX), default="gen4",
                       help="sensor whose minimum box size applies (default: gen4, also eTraM)")
+    coco.add_argument("--min-box-diag-px", type=float, default=None,
+                      help="minimum box diagonal in sensor px (default: the config's dataset.min_box_diag_px, "
+                           "else the camera's)")
+    coco.add_argument("--min-box-side-px", type=float, default=None,
+                      help="minimum box side in sensor px (default: dataset.min_box_side_px, else the camera's)")
+    coco.add_argument("--skip-before-us", type=int, default=None,
+                      help="drop boxes before this time in µs (default: dataset.skip_before_us, else 500000)")
     coco.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     return parser
 
@@ -256,10 +263,18 @@ def _run_coco(args: argparse.Namespace, console: Console) -> None:
     else:
         class_names = _same_across_shards(shards, "class_names")
 
+    # Protocol thresholds: command line, else the run config's dataset section, else the camera's defaults.
+    dataset_cfg = config.get("dataset", {}) if isinstance(config, dict) else {}
+    protocol = {
+        key: getattr(args, key) if getattr(args, key) is not None else dataset_cfg.get(key)
+        for key in ("min_box_diag_px", "min_box_side_px", "skip_before_us")
+    }
+    if protocol["skip_before_us"] is None:
+        protocol.pop("skip_before_us")
     started = time.perf_counter()
     metrics = evaluate_detections(
         [s.labels for s in shards], detections, width=width, height=height, class_names=class_names,
-        downsample_factor=downsample, camera=args.camera, recording_names=[s.name for s in shards],
+        downsample_factor=downsample, camera=args.camera, recording_names=[s.name for s in shards], **protocol,
     )
     extra = {
         "command": "coco",
