@@ -1,0 +1,182 @@
+"""``evdet-bench train``: training throughput of any experiment config on synthetic input.
+
+Runs real training steps (the same recurrent forward, YOLOX loss, backward and AdamW update as ``evdet-train``) on
+random stacked histograms of the configured resolution with random boxes in every window, and prints ONE JSON line:
+``it_per_s``, ``samples_per_s`` (sequences/s), ``frames_per_s`` (batch x sequence length per second),
+``peak_memory_bytes`` (CUDA peak allocated on a GPU, process peak RSS on the CPU), ``params``, ``device``,
+``precision``, ``batch``, ``seq_len``, ``steps``, ``warmup_steps``, ``experiment``, ``input``.
+
+Example: ``evdet-bench train +experiment=plain_lstm_640x360_baseline --device cuda --batch 6 --steps 20``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+
+from evdet.model.config import compose_config, to_container
+from evdet.model.detector import build_detector
+from evdet.model.recurrence import detach_states, run_sequence
+
+__all__ = ["benchmark_training", "synthetic_batch", "main"]
+
+
+def synthetic_batch(
+    batch: int, seq_len: int, channels: int, height: int, width: int, num_classes: int, generator: torch.Generator
+) -> dict[str, Any]:
+    """A batch dict in the :mod:`evdet.data.dataset` format with sparse random histograms and 1-4 boxes per window.
+
+    ``representation`` is uint8 ``(B, L, C, H, W)`` with ~10% non-zero cells (counts 1-10); boxes are 16-96 px wide.
+    """
+    rep = torch.randint(1, 11, (batch, seq_len, channels, height, width), generator=generator, dtype=torch.uint8)
+    rep *= (torch.rand(rep.shape, generator=generator) < 0.1).to(torch.uint8)
+    labels = []
+    for _ in range(seq_len):
+        per_slot = []
+        for _ in range(batch):
+            n = int(torch.randint(1, 5, (1,), generator=generator))
+            wh = torch.randint(16, 97, (n, 2), generator=generator).float()
+            wh[:, 0].clamp_(max=width - 1)
+            wh[:, 1].clamp_(max=height - 1)
+            xy = torch.rand(n, 2, generator=generator) * (torch.tensor([width, height]) - wh)
+            cls = torch.randint(0, num_classes, (n, 1), generator=generator).float()
+            per_slot.append(torch.cat([cls, xy, wh], dim=1))
+        labels.append(per_slot)
+    return {
+        "representation": rep,
+        "labels": labels,
+        "has_label": torch.ones(batch, seq_len, dtype=torch.bool),
+        "label_t_us": torch.arange(seq_len).repeat(batch, 1) * 50_000,
+        "window_end_us": torch.arange(1, seq_len + 1).repeat(batch, 1) * 50_000,
+        "is_first_sample": torch.zeros(batch, dtype=torch.bool),
+        "is_padded": torch.zeros(batch, dtype=torch.bool),
+        "sequence": [f"bench{i}" for i in range(batch)],
+    }
+
+
+def _peak_rss_bytes() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
+def benchmark_training(
+    config: dict[str, Any], *, device: str, batch: int, steps: int, warmup: int = 3, precision: str | None = None
+) -> dict[str, Any]:
+    """Time ``steps`` training steps after ``warmup`` untimed ones.
+
+    Args:
+        config: resolved training config.
+        device: ``cpu`` or ``cuda[:i]``.
+        batch: sequences per step (B).
+        steps: timed steps.
+        warmup: untimed steps first (allocator warm-up, cuDNN autotuning).
+        precision: ``32-true``, ``16-mixed`` or ``bf16-mixed``; default the config's ``hardware.precision``.
+
+    Raises:
+        ValueError: for an unknown precision or a CUDA device on a machine without one (message names it).
+    """
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    precision = str(precision or config["hardware"]["precision"])
+    dtypes = {"32-true": None, "32": None, "16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+    if precision not in dtypes:
+        raise ValueError(f"precision: expected one of {sorted(dtypes)}, got {precision!r}")
+    ds = config["dataset"]
+    seq_len = int(ds["sequence_length"])
+    torch.manual_seed(int(config["seed"]))
+    model = build_detector(config["model"], num_classes=int(ds["num_classes"]), in_channels=int(ds["in_channels"]))
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(config["training"]["learning_rate"]))
+    amp_dtype = dtypes[precision]
+    device_type = "cuda" if device.startswith("cuda") else "cpu"
+    scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype is torch.float16)
+    gen = torch.Generator().manual_seed(int(config["seed"]))
+    batch_data = synthetic_batch(
+        batch, seq_len, int(ds["in_channels"]), int(ds["height"]), int(ds["width"]), int(ds["num_classes"]), gen
+    )
+    if device_type == "cuda":
+        batch_data["representation"] = batch_data["representation"].to(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+    states = None
+
+    def step() -> None:
+        nonlocal states
+        autocast = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+        with autocast:
+            frames, new_states = run_sequence(model, batch_data, states)
+            loss = model.loss(frames.features, frames.targets)["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), float(config["training"]["gradient_clip_val"]))
+        scaler.step(optimizer)
+        scaler.update()
+        states = detach_states(new_states)
+
+    for _ in range(warmup):
+        step()
+    if device_type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device_type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) if device_type == "cuda" else _peak_rss_bytes()
+    return {
+        "experiment": config.get("experiment_name"),
+        "it_per_s": round(steps / elapsed, 4),
+        "samples_per_s": round(steps * batch / elapsed, 4),
+        "frames_per_s": round(steps * batch * seq_len / elapsed, 4),
+        "peak_memory_bytes": int(peak),
+        "params": int(sum(p.numel() for p in model.parameters())),
+        "device": torch.cuda.get_device_name(device) if device_type == "cuda" else "cpu",
+        "precision": precision,
+        "batch": batch,
+        "seq_len": seq_len,
+        "steps": steps,
+        "warmup_steps": warmup,
+        "input": [int(ds["in_channels"]), int(ds["height"]), int(ds["width"])],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: ``evdet-bench train [hydra overrides] --device D --batch B --steps N``."""
+    parser = argparse.ArgumentParser(prog="evdet-bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="training throughput of an experiment config")
+    train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    train.add_argument("--batch", type=int, default=None, help="sequences per step (default: batch_size.train)")
+    train.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    train.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps (default 3)")
+    train.add_argument("--precision", default=None, help="32-true | 16-mixed | bf16-mixed (default: the config's)")
+    args, overrides = parser.parse_known_args(argv)
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        parser.error(f"unrecognised arguments (Hydra overrides look like key=value): {' '.join(bad)}")
+    config = to_container(compose_config(overrides))
+    precision = args.precision
+    if precision is None and not args.device.startswith("cuda") and str(config["hardware"]["precision"]).startswith("16"):
+        precision = "32-true"  # fp16 autocast is a GPU feature; on the CPU the benchmark reports fp32
+    try:
+        result = benchmark_training(
+            config, device=args.device, batch=args.batch or int(config["batch_size"]["train"]),
+            steps=args.steps, warmup=args.warmup, precision=precision,
+        )
+    except ValueError as exc:
+        print(f"evdet-bench: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

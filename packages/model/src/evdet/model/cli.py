@@ -1,0 +1,66 @@
+"""``evdet-model``: model summary and prediction over representation shards.
+
+- ``evdet-model summary +experiment=NAME [overrides] [--json] [--all]``: parameters per part, multiply-accumulates
+  per frame and feature-map shapes per stage (``--all``: one markdown table over every experiment).
+- ``evdet-model predict --checkpoint CKPT --shards DIR --output DIR``: detections at label timestamps per recording
+  (input of ``evdet-eval coco``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from evdet.model.config import compose_config, list_experiments, to_container
+from evdet.model.predict import predict_shards
+from evdet.model.summary import format_markdown_table, format_summary, summarize
+
+__all__ = ["main"]
+
+
+def _summary(args: argparse.Namespace, overrides: list[str]) -> int:
+    if args.all:
+        rows = [summarize(to_container(compose_config([f"experiment={name}", *overrides]))) for name in list_experiments()]
+        print(format_markdown_table(rows))
+        return 0
+    result = summarize(to_container(compose_config(overrides)))
+    print(json.dumps(result) if args.json else format_summary(result))
+    return 0
+
+
+def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
+    if overrides:
+        raise ValueError(f"predict takes no Hydra overrides (the checkpoint holds the config): {overrides}")
+    report = predict_shards(args.checkpoint, args.shards, args.output, batch_size=args.batch, device=args.device)
+    print(json.dumps({k: v for k, v in report.items() if k != "files"}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; errors print one line on stderr and exit with status 2."""
+    parser = argparse.ArgumentParser(prog="evdet-model", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    summary = sub.add_parser("summary", help="parameters, MACs and feature shapes of a config")
+    summary.add_argument("--json", action="store_true", help="print one JSON object")
+    summary.add_argument("--all", action="store_true", help="markdown table over all experiments")
+    predict = sub.add_parser("predict", help="detections over shards at label timestamps")
+    predict.add_argument("--checkpoint", type=Path, required=True)
+    predict.add_argument("--shards", type=Path, required=True, help="directory of one split's shards")
+    predict.add_argument("--output", type=Path, required=True, help="directory for <name>.npy detections")
+    predict.add_argument("--batch", type=int, default=None, help="recordings streamed in parallel")
+    predict.add_argument("--device", default="cpu")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        return _summary(args, overrides) if args.command == "summary" else _predict(args, overrides)
+    except (HydraException, OmegaConfBaseException, FileNotFoundError, ValueError) as exc:
+        print(f"evdet-model {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
