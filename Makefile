@@ -1,6 +1,6 @@
 # evdet: `make run` runs the main job locally, `make test` runs the tests. Both create .venv first.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip

@@ -1,0 +1,131 @@
+"""Typed Kubeflow Pipelines (v2) components of every evdet experiment pipeline.
+
+Each component is a lightweight Python component that calls one of the packages' console scripts
+(``evdet-data``, ``evdet-train``, ``evdet-model``, ``evdet-eval``, ``evdet-detect``) and records its outputs as typed
+artifacts; all logic lives in the packages. The images already contain the packages and kfp
+(``install_kfp_package=False``), so nothing is pip-installed at run time. On a laptop, ``kfp.local``'s
+SubprocessRunner runs the same components in the current Python environment (``pipelines/run_local.py``).
+"""
+
+import os
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+#: Container images per component; ``EVDET_IMAGE_REGISTRY`` / ``EVDET_IMAGE_TAG`` select them at compile time.
+_REGISTRY = os.environ.get("EVDET_IMAGE_REGISTRY", "evdet")
+_TAG = os.environ.get("EVDET_IMAGE_TAG", "latest")
+DATA_IMAGE = f"{_REGISTRY}/evdet-data:{_TAG}"
+MODEL_IMAGE = f"{_REGISTRY}/evdet-model:{_TAG}"
+EVAL_IMAGE = f"{_REGISTRY}/evdet-eval:{_TAG}"
+
+
+@dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
+def preprocess(raw_data_uri: str, downsample: bool, shards: Output[Dataset]) -> str:
+    """eTraM-layout dataset (train/ val/ test/ with <name>_td.h5 + <name>_bbox.npy) -> representation shards."""
+    import subprocess
+
+    cmd = ["evdet-data", "preprocess", raw_data_uri, shards.path]
+    if not downsample:
+        cmd.append("--no-downsample")
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    print(result.stderr[-4000:])
+    shards.metadata["source"] = raw_data_uri
+    return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "{}"
+
+
+@dsl.component(base_image=MODEL_IMAGE, install_kfp_package=False)
+def train(
+    experiment: str,
+    overrides: list,
+    run_id: str,
+    store_uri: str,
+    shards: Input[Dataset],
+    model: Output[Model],
+) -> str:
+    """``evdet-train +experiment=...`` on the shards; the run directory (checkpoints, config, run.json) is the
+    Model artifact, and checkpoints are copied to the store when ``store_uri`` is set."""
+    import json
+    import os
+    import subprocess
+
+    cmd = [
+        "evdet-train",
+        f"+experiment={experiment}",
+        f"dataset.path={shards.path}",
+        f"output.dir={model.path}",
+        *[str(o) for o in overrides],
+    ]
+    if run_id:
+        cmd.append(f"run_id={run_id}")
+    if store_uri:
+        cmd.append(f"output.store={store_uri}")
+    subprocess.run(cmd, check=True)
+    with open(os.path.join(model.path, "run.json")) as f:
+        run = json.load(f)
+    model.metadata.update({k: v for k, v in run.items() if v is not None})
+    return json.dumps(run)
+
+
+@dsl.component(base_image=EVAL_IMAGE, install_kfp_package=False)
+def evaluate(
+    split: str,
+    store_uri: str,
+    shards: Input[Dataset],
+    model: Input[Model],
+    metrics: Output[Metrics],
+    results: Output[Artifact],
+) -> str:
+    """Detections on one split at label timestamps (``evdet-model predict``), then Prophesee-protocol COCO metrics
+    (``evdet-eval coco``) written as ``experiment_results.json``; copied to the store when set."""
+    import json
+    import os
+    import subprocess
+
+    with open(os.path.join(model.path, "run.json")) as f:
+        run = json.load(f)
+    split_dir = os.path.join(shards.path, split)
+    detections = os.path.join(results.path, "detections")
+    results_file = os.path.join(results.path, "experiment_results.json")
+    subprocess.run(
+        ["evdet-model", "predict", "--checkpoint", run["best_checkpoint"], "--shards", split_dir, "--output", detections],
+        check=True,
+    )
+    subprocess.run(
+        ["evdet-eval", "coco", "--shards", split_dir, "--detections", detections, "--output", results_file,
+         "--config", os.path.join(model.path, "config.yaml"), "--experiment", run["experiment"]],
+        check=True,
+    )
+    if store_uri:
+        prefix = f"experiments/{run['experiment']}/{run['run_id']}"
+        subprocess.run(["evdet-data", "store", "put", "--store", store_uri, results_file, f"{prefix}/experiment_results.json"], check=True)
+        subprocess.run(["evdet-data", "store", "put", "--store", store_uri, detections, f"{prefix}/detections/{split}"], check=True)
+    with open(results_file) as f:
+        values = json.load(f)["metrics"]
+    for key in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L"):
+        if values.get(key) is not None:
+            metrics.log_metric(key, float(values[key]))
+    return json.dumps({k: values.get(k) for k in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L")})
+
+
+@dsl.component(base_image=MODEL_IMAGE, install_kfp_package=False)
+def detect(recordings: list, store_uri: str, model: Input[Model], detections: Output[Artifact]) -> str:
+    """``evdet-detect`` over raw recordings (any sensor size): Prophesee box arrays, PNG overlays and latency per
+    50 ms window; copied to the store when set."""
+    import json
+    import os
+    import subprocess
+
+    with open(os.path.join(model.path, "run.json")) as f:
+        run = json.load(f)
+    result = subprocess.run(
+        ["evdet-detect", run["best_checkpoint"], *[str(r) for r in recordings], "--output", detections.path],
+        check=True, capture_output=True, text=True,
+    )
+    print(result.stdout)
+    if store_uri:
+        prefix = f"experiments/{run['experiment']}/{run['run_id']}"
+        subprocess.run(["evdet-data", "store", "put", "--store", store_uri, detections.path, f"{prefix}/detect"], check=True)
+    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    detections.metadata["detections"] = sum(r["detections"] for r in reports)
+    return json.dumps(reports)
