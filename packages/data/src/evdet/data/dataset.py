@@ -15,6 +15,8 @@ key                    type                                  meaning
 ``is_first_sample``    bool tensor (B,)                      first chunk of a recording: reset the state
 ``is_padded``          bool tensor (B,)                      padding (stream exhausted): ignore
 ``sequence``           list[B] of str                        shard name ("" for padding)
+``aug_dropped_boxes``  int64 tensor (B,)                     boxes the augmentation dropped in the sample (0
+                                                             without augmentation; addition to the contract)
 =====================  ====================================  ===================================================
 
 * Random sampling (:class:`RandomSequenceDataset`, map-style): one sample per labelled window ``w`` of every
@@ -28,6 +30,23 @@ key                    type                                  meaning
   True, ``is_first_sample`` False, ``sequence`` "") until every slot is done, so each real window is visited
   exactly once (what evaluation needs).
 
+* Mixed sampling (:class:`MixedBatches`, iterable, yields whole batches; RVT's default for training): each
+  batch holds ``B_stream = floor(B * w_stream / (w_stream + w_random) + 0.5)`` (rounding half up) streaming
+  slots at the FIXED batch positions ``0 .. B_stream - 1`` (their state carries across batches exactly as in
+  streaming sampling) followed by ``B_random = B - B_stream`` random-sampling sequences at positions
+  ``B_stream .. B - 1`` (``is_first_sample`` always True, so the model resets their state every batch). RVT's
+  default weights are 1 / 1 (half of the batch each). An epoch lasts as long as the streaming part (every
+  window once); the random part cycles through its samples in a seeded order, reshuffled when used up (with no
+  streaming part: ``ceil(S / B)`` batches of random samples).
+
+Class maps (``class_map``): shard labels are in :data:`~evdet.data.labels.EXPERIMENT_CLASSES` ids
+(``experiment8``, attribute ``class_map`` of the shard); a different registered map is applied on load
+(:func:`load_shards`), dropping the classes the map drops; an id unknown to the map is a
+:class:`~evdet.data.labels.LabelError` naming the shard file.
+
+Augmentation (``augmentation``, training only, :mod:`evdet.data.augmentation`): one transform per random sample;
+per streaming slot one transform per recording, drawn at its first chunk and kept over all its chunks.
+
 A window with several label timestamps (label rate above 1 / window) uses the last one (closest to its end).
 Shards are read lazily: only the small index arrays are loaded up front; histograms are read per sample from an
 HDF5 handle opened in the process (DataLoader worker) that reads them.
@@ -35,19 +54,70 @@ HDF5 handle opened in the process (DataLoader worker) that reads them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
+from evdet.data.augmentation import AugmentationConfig, SequenceTransform, augment_sequence, sample_transform
+from evdet.data.labels import ClassMap, get_class_map
 from evdet.data.shards import Shard, ShardError, list_shards
 
-__all__ = ["RandomSequenceDataset", "StreamingBatches", "build_dataloader", "collate_sequences", "load_shards"]
+__all__ = [
+    "MixedBatches",
+    "RandomSequenceDataset",
+    "StreamingBatches",
+    "apply_class_map",
+    "build_dataloader",
+    "collate_sequences",
+    "load_shards",
+    "mixed_batch_split",
+]
+
+#: Class map the shard labels are stored in when the shard has no ``class_map`` attribute.
+SHARD_LABEL_CLASS_MAP = "experiment8"
 
 
-def load_shards(shard_dir: str | Path) -> list[Shard]:
+def apply_class_map(shard: Shard, class_map: ClassMap | str) -> None:
+    """Remap a shard's labels in place (``shard.labels``, ``shard.label_slice``) to ``class_map``'s ids.
+
+    Shard labels are in ``experiment8`` ids (attribute ``class_map``, default ``experiment8``); they are mapped
+    by ``class_map`` (boxes of classes the map drops are removed, label timestamps are kept, possibly with no
+    box left). A shard already written in ``class_map`` (same attribute) is only checked.
+
+    Raises:
+        LabelError: a box has a class id unknown to the map (message names the shard file).
+        ShardError: the shard's ``class_map`` attribute is neither ``experiment8`` nor ``class_map``'s name.
+        ValueError: ``class_map`` is not a registered name.
+    """
+    cmap = get_class_map(class_map) if isinstance(class_map, str) else class_map
+    stored = str(shard.attrs.get("class_map", SHARD_LABEL_CLASS_MAP))
+    ids = shard.labels["class_id"]
+    if stored == cmap.name:
+        identity = ClassMap(cmap.name, cmap.class_names, {i: i for i in range(cmap.num_classes)})
+        identity.target_ids(ids, source=str(shard.path))
+        return
+    if stored != SHARD_LABEL_CLASS_MAP:
+        raise ShardError(f"{shard.path}: attribute 'class_map' is {stored!r}; class map {cmap.name!r} can only "
+                         f"be applied to {SHARD_LABEL_CLASS_MAP!r} labels (or to shards already in {cmap.name!r})")
+    target = cmap.target_ids(ids, source=str(shard.path))
+    keep = target >= 0
+    kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
+    labels = shard.labels[keep].copy()
+    labels["class_id"] = target[keep].astype(np.uint32)
+    shard.labels = labels
+    shard.label_slice = kept_before[shard.label_slice]
+
+
+def load_shards(shard_dir: str | Path, class_map: ClassMap | str | None = None) -> list[Shard]:
     """Open every shard of a split folder (index arrays only) and check they share one tensor shape.
+
+    Args:
+        shard_dir: ``<out>/<split>``.
+        class_map: remap the labels on load (:func:`apply_class_map`); ``None`` keeps the stored ids.
 
     Returns:
         :class:`~evdet.data.shards.Shard` objects sorted by file name.
@@ -55,8 +125,13 @@ def load_shards(shard_dir: str | Path) -> list[Shard]:
     Raises:
         ShardError: if the folder is missing or empty, a shard is unfinished or malformed, or two shards differ
             in ``(channels, height, width)`` (message names the file).
+        LabelError: a label class id unknown to ``class_map`` (message names the file).
     """
     shards = [Shard(p) for p in list_shards(shard_dir)]
+    if class_map is not None:
+        cmap = get_class_map(class_map) if isinstance(class_map, str) else class_map
+        for shard in shards:
+            apply_class_map(shard, cmap)
     ref = shards[0]
     for shard in shards[1:]:
         if (shard.channels, shard.height, shard.width) != (ref.channels, ref.height, ref.width):
@@ -101,16 +176,28 @@ def _window_sample(shard: Shard | None, start: int, seq_len: int, channels: int,
     }
 
 
+def _augment(sample: dict, transform: SequenceTransform | None, config: AugmentationConfig | None) -> dict:
+    """Apply ``transform`` to a sample's windows and boxes and record ``aug_dropped_boxes`` (0 when none)."""
+    dropped = 0
+    if transform is not None and not transform.is_identity:
+        sample["representation"], sample["labels"], dropped = augment_sequence(
+            transform, sample["representation"], sample["labels"], config
+        )
+    sample["aug_dropped_boxes"] = dropped
+    return sample
+
+
 def collate_sequences(samples: list[dict]) -> dict:
     """Stack per-sample dicts (from :class:`RandomSequenceDataset`) into the batch dict (module docstring).
 
     Args:
         samples: ``B`` dicts with ``representation`` (L, C, H, W) uint8, ``labels`` list[L] of (n, 5) float32,
             ``has_label`` (L,) bool, ``label_t_us`` (L,) int64, ``window_end_us`` (L,) int64,
-            ``is_first_sample`` bool, ``is_padded`` bool, ``sequence`` str.
+            ``is_first_sample`` bool, ``is_padded`` bool, ``sequence`` str, optionally ``aug_dropped_boxes`` int.
 
     Returns:
-        The batch dict with ``representation`` (B, L, C, H, W) and ``labels`` as list[L] of list[B].
+        The batch dict with ``representation`` (B, L, C, H, W), ``labels`` as list[L] of list[B] and
+        ``aug_dropped_boxes`` (B,) int64 (0 for samples without it).
 
     Raises:
         ValueError: if ``samples`` is empty or the samples differ in sequence length (message names the key).
@@ -131,6 +218,7 @@ def collate_sequences(samples: list[dict]) -> dict:
         "is_first_sample": torch.tensor([bool(s["is_first_sample"]) for s in samples], dtype=torch.bool),
         "is_padded": torch.tensor([bool(s["is_padded"]) for s in samples], dtype=torch.bool),
         "sequence": [s["sequence"] for s in samples],
+        "aug_dropped_boxes": torch.tensor([int(s.get("aug_dropped_boxes", 0)) for s in samples], dtype=torch.int64),
     }
 
 
@@ -140,6 +228,9 @@ class RandomSequenceDataset(Dataset):
     Args:
         shard_dir: a split folder of shards (``<out>/<split>``).
         seq_len: sequence length ``L`` (windows), >= 1.
+        class_map: class map applied to the labels on load (:func:`load_shards`); ``None`` keeps shard ids.
+        augmentation: training augmentation; one transform per sample, drawn from torch's global generator
+            (seeded per DataLoader worker) in ``dataset[i]``, or from ``generator`` in :meth:`sample`.
 
     Attributes:
         shards: the :class:`~evdet.data.shards.Shard` objects.
@@ -147,18 +238,27 @@ class RandomSequenceDataset(Dataset):
 
     ``dataset[i]`` returns a dict: ``representation`` (L, C, H, W) uint8, ``labels`` list[L] of (n, 5) float32
     tensors, ``has_label`` (L,) bool, ``label_t_us`` (L,) int64, ``window_end_us`` (L,) int64,
-    ``is_first_sample`` True, ``is_padded`` False, ``sequence`` (shard name); batch them with
-    :func:`collate_sequences`.
+    ``is_first_sample`` True, ``is_padded`` False, ``sequence`` (shard name), ``aug_dropped_boxes`` (int);
+    batch them with :func:`collate_sequences`.
 
     Raises:
         ValueError: if ``seq_len`` is not a positive integer.
         ShardError: see :func:`load_shards`; also if no shard has a labelled window.
+        LabelError: a label class id unknown to ``class_map`` (names the file).
     """
 
-    def __init__(self, shard_dir: str | Path, seq_len: int = 5) -> None:
+    def __init__(
+        self,
+        shard_dir: str | Path,
+        seq_len: int = 5,
+        *,
+        class_map: ClassMap | str | None = None,
+        augmentation: AugmentationConfig | None = None,
+    ) -> None:
         self.seq_len = _check_positive("seq_len", seq_len)
         self.shard_dir = Path(shard_dir)
-        self.shards = load_shards(self.shard_dir)
+        self.shards = load_shards(self.shard_dir, class_map)
+        self.augmentation = augmentation if augmentation is not None and augmentation.enabled else None
         rows = []
         for number, shard in enumerate(self.shards):
             labelled = np.flatnonzero(shard.window_label_row >= 0)
@@ -171,12 +271,19 @@ class RandomSequenceDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, i: int) -> dict:
+        return self.sample(i)
+
+    def sample(self, i: int, generator: torch.Generator | None = None) -> dict:
+        """Sample ``i`` (see the class docstring), augmented with a transform drawn from ``generator``."""
         number, window = (int(v) for v in self.index[i])
         shard = self.shards[number]
         sample = _window_sample(shard, window - self.seq_len + 1, self.seq_len, shard.channels, shard.height,
                                 shard.width)
         sample.update(is_first_sample=True, is_padded=False, sequence=shard.name)
-        return sample
+        transform = None
+        if self.augmentation is not None:
+            transform = sample_transform(self.augmentation, shard.width, shard.height, generator)
+        return _augment(sample, transform, self.augmentation)
 
 
 def _assign_slots(lengths: list[int], batch_size: int, order: list[int]) -> list[list[int]]:
@@ -205,11 +312,15 @@ class StreamingBatches(IterableDataset):
         batch_size: number of slots ``B``, >= 1.
         seq_len: chunk length ``L`` (windows), >= 1.
         shuffle_recordings: randomise which recordings share a slot and their order (training).
-        seed: seed of that shuffle; the order also changes with :meth:`set_epoch`.
+        seed: seed of that shuffle and of the augmentation draws; both also change with :meth:`set_epoch`.
+        class_map: class map applied to the labels on load (:func:`load_shards`); ``None`` keeps shard ids.
+        augmentation: training augmentation; per slot, one transform per recording (drawn at its first chunk
+            from a generator seeded with ``(seed, epoch, slot)``, kept for all its chunks).
 
     Raises:
         ValueError: if ``batch_size`` or ``seq_len`` is not a positive integer.
         ShardError: see :func:`load_shards`.
+        LabelError: a label class id unknown to ``class_map`` (names the file).
     """
 
     def __init__(
@@ -220,12 +331,15 @@ class StreamingBatches(IterableDataset):
         *,
         shuffle_recordings: bool = False,
         seed: int = 0,
+        class_map: ClassMap | str | None = None,
+        augmentation: AugmentationConfig | None = None,
     ) -> None:
         super().__init__()
         self.batch_size = _check_positive("batch_size", batch_size)
         self.seq_len = _check_positive("seq_len", seq_len)
         self.shard_dir = Path(shard_dir)
-        self.shards = load_shards(self.shard_dir)
+        self.shards = load_shards(self.shard_dir, class_map)
+        self.augmentation = augmentation if augmentation is not None and augmentation.enabled else None
         self.shuffle_recordings = bool(shuffle_recordings)
         self.seed = int(seed)
         self.epoch = 0
@@ -258,28 +372,149 @@ class StreamingBatches(IterableDataset):
             for chunk, start in enumerate(range(0, shard.num_windows, self.seq_len)):
                 yield shard, start, chunk == 0
 
-    def __iter__(self):
-        info = get_worker_info()
-        if info is not None and info.num_workers > 1:
-            raise ValueError(f"StreamingBatches({self.shard_dir}): streaming needs num_workers <= 1, "
-                             f"got {info.num_workers}")
+    def iter_samples(self) -> Iterator[list[dict]]:
+        """Per step, the ``batch_size`` per-slot sample dicts (slot order), before :func:`collate_sequences`."""
         ref = self.shards[0]
         shape = (ref.channels, ref.height, ref.width)
         streams = [self._slot_stream(slot) for slot in self.slot_assignment()]
+        generators = [torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, k])
+                                                        .generate_state(1)[0]))
+                      for k in range(self.batch_size)]
+        transforms: list[SequenceTransform | None] = [None] * self.batch_size
         while True:
             items = [next(stream, None) for stream in streams]
             if all(item is None for item in items):
                 return
             samples = []
-            for item in items:
+            for k, item in enumerate(items):
                 if item is None:
                     sample = _window_sample(None, 0, self.seq_len, *shape)
                     sample.update(is_first_sample=False, is_padded=True, sequence="")
+                    sample = _augment(sample, None, None)
                 else:
                     shard, start, first = item
                     sample = _window_sample(shard, start, self.seq_len, *shape)
                     sample.update(is_first_sample=first, is_padded=False, sequence=shard.name)
+                    if self.augmentation is not None and first:
+                        transforms[k] = sample_transform(self.augmentation, shard.width, shard.height, generators[k])
+                    sample = _augment(sample, transforms[k], self.augmentation)
                 samples.append(sample)
+            yield samples
+
+    def __iter__(self):
+        info = get_worker_info()
+        if info is not None and info.num_workers > 1:
+            raise ValueError(f"StreamingBatches({self.shard_dir}): streaming needs num_workers <= 1, "
+                             f"got {info.num_workers}")
+        for samples in self.iter_samples():
+            yield collate_sequences(samples)
+
+
+def mixed_batch_split(batch_size: int, w_stream: float, w_random: float) -> tuple[int, int]:
+    """Split a batch into streaming slots and random sequences: ``(B_stream, B_random)``.
+
+    ``B_stream = floor(B * w_stream / (w_stream + w_random) + 0.5)`` (rounding half up), ``B_random = B - B_stream``
+    (RVT's mixed sampling; its default weights 1 / 1 give half of the batch to each).
+
+    Raises:
+        ValueError: ``batch_size`` not a positive integer, a negative or non-finite weight, or both weights 0
+            (message names ``dataset.w_stream`` / ``dataset.w_random``).
+    """
+    batch_size = _check_positive("batch_size", batch_size)
+    for key, w in (("dataset.w_stream", w_stream), ("dataset.w_random", w_random)):
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"{key}: expected a finite weight >= 0, got {w!r}")
+    if w_stream + w_random <= 0:
+        raise ValueError(f"dataset.w_stream + dataset.w_random must be > 0, got {w_stream} + {w_random}")
+    b_stream = int(math.floor(batch_size * w_stream / (w_stream + w_random) + 0.5))
+    return b_stream, batch_size - b_stream
+
+
+class MixedBatches(IterableDataset):
+    """RVT mixed sampling: streaming slots and random sequences in one batch (module docstring).
+
+    Positions ``0 .. B_stream - 1`` are the streaming slots of a :class:`StreamingBatches` (state carried, fixed
+    positions), positions ``B_stream .. B - 1`` random samples of a :class:`RandomSequenceDataset`
+    (``is_first_sample`` True). Use with ``DataLoader(batch_size=None)`` and at most one worker.
+
+    Args:
+        shard_dir: a split folder of shards.
+        batch_size: ``B`` >= 1; seq_len: ``L`` >= 1.
+        w_stream, w_random: weights of the two parts (:func:`mixed_batch_split`).
+        shuffle: shuffle the streaming part's recordings (the random part is always shuffled).
+        seed: seed of all shuffles and augmentation draws; they also change with :meth:`set_epoch`.
+        class_map, augmentation: as in :class:`StreamingBatches` / :class:`RandomSequenceDataset`.
+
+    Attributes:
+        stream_size, random_size: ``B_stream``, ``B_random``.
+        stream, random: the two part datasets (``None`` for an empty part).
+
+    Raises:
+        ValueError: invalid sizes or weights (:func:`mixed_batch_split`).
+        ShardError, LabelError: see :func:`load_shards`; ShardError also when the random part has no labelled
+            window.
+    """
+
+    def __init__(
+        self,
+        shard_dir: str | Path,
+        batch_size: int,
+        seq_len: int = 5,
+        *,
+        w_stream: float = 1.0,
+        w_random: float = 1.0,
+        shuffle: bool = True,
+        seed: int = 0,
+        class_map: ClassMap | str | None = None,
+        augmentation: AugmentationConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.batch_size = _check_positive("batch_size", batch_size)
+        self.seq_len = _check_positive("seq_len", seq_len)
+        self.shard_dir = Path(shard_dir)
+        self.stream_size, self.random_size = mixed_batch_split(self.batch_size, w_stream, w_random)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.stream = (StreamingBatches(shard_dir, self.stream_size, seq_len, shuffle_recordings=shuffle, seed=seed,
+                                        class_map=class_map, augmentation=augmentation)
+                       if self.stream_size else None)
+        self.random = (RandomSequenceDataset(shard_dir, seq_len, class_map=class_map, augmentation=augmentation)
+                       if self.random_size else None)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffles and augmentation draws of epoch ``epoch``."""
+        self.epoch = int(epoch)
+        if self.stream is not None:
+            self.stream.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        """Batches per epoch: the streaming part's length, or ``ceil(S / B_random)`` without a streaming part."""
+        if self.stream is not None:
+            return len(self.stream)
+        assert self.random is not None
+        return -(-len(self.random) // self.random_size)
+
+    def _random_samples(self) -> Iterator[dict]:
+        """Endless random samples: seeded permutations of the random dataset, one after another."""
+        assert self.random is not None
+        seeds = np.random.SeedSequence([self.seed, self.epoch, 1_000_003])
+        rng = np.random.default_rng(seeds)
+        generator = torch.Generator().manual_seed(int(seeds.generate_state(1)[0]))
+        while True:
+            for i in rng.permutation(len(self.random)):
+                yield self.random.sample(int(i), generator)
+
+    def __iter__(self):
+        info = get_worker_info()
+        if info is not None and info.num_workers > 1:
+            raise ValueError(f"MixedBatches({self.shard_dir}): mixed sampling needs num_workers <= 1, "
+                             f"got {info.num_workers}")
+        randoms = self._random_samples() if self.random is not None else None
+        streams: Iterator[list[dict]] | None = self.stream.iter_samples() if self.stream is not None else None
+        for _ in range(len(self)):
+            samples = next(streams) if streams is not None else []
+            if randoms is not None:
+                samples = samples + [next(randoms) for _ in range(self.random_size)]
             yield collate_sequences(samples)
 
 
@@ -291,31 +526,47 @@ def build_dataloader(
     num_workers: int = 0,
     seed: int = 0,
     shuffle: bool | None = None,
+    *,
+    w_stream: float = 1.0,
+    w_random: float = 1.0,
+    class_map: ClassMap | str | None = None,
+    augmentation: AugmentationConfig | Mapping[str, Any] | None = None,
 ) -> DataLoader:
     """DataLoader yielding batch dicts (module docstring) from one split folder of shards.
 
     Args:
         shard_dir: ``<out>/<split>``.
-        sampling: ``"stream"`` (:class:`StreamingBatches`) or ``"random"`` (:class:`RandomSequenceDataset`).
+        sampling: ``"stream"`` (:class:`StreamingBatches`), ``"random"`` (:class:`RandomSequenceDataset`) or
+            ``"mixed"`` (:class:`MixedBatches`).
         batch_size: ``B``; seq_len: ``L``.
-        num_workers: DataLoader worker processes; streaming uses at most 1 (larger values are reduced to 1,
-            since one ordered stream cannot be split across workers).
-        seed: seed of the shuffling (random: sample order; stream: recording order).
-        shuffle: random: shuffle samples (default True); stream: shuffle recordings (default False).
+        num_workers: DataLoader worker processes; streaming and mixed use at most 1 (larger values are reduced
+            to 1, since one ordered stream cannot be split across workers).
+        seed: seed of the shuffling and augmentation draws.
+        shuffle: random: shuffle samples (default True); stream: shuffle recordings (default False); mixed:
+            shuffle the streaming part's recordings (default True).
+        w_stream, w_random: mixed sampling weights (:func:`mixed_batch_split`); ignored otherwise.
+        class_map: class map (name or :class:`~evdet.data.labels.ClassMap`) applied on load; ``None`` keeps
+            the shard ids.
+        augmentation: :class:`~evdet.data.augmentation.AugmentationConfig` or its mapping
+            (``dataset.augmentation``); ``None`` or disabled: no augmentation. Pass it for training only.
 
     Returns:
-        A DataLoader whose items are batch dicts (random: collated by :func:`collate_sequences`; stream: the
-        batches of :class:`StreamingBatches`, ``batch_size=None``).
+        A DataLoader whose items are batch dicts (random: collated by :func:`collate_sequences`; stream and
+        mixed: whole batches, ``batch_size=None``).
 
     Raises:
-        ValueError: unknown ``sampling``, or a non-positive ``batch_size``/``seq_len``, or negative
-            ``num_workers``.
-        ShardError: see :func:`load_shards`.
+        ValueError: unknown ``sampling``, a non-positive ``batch_size``/``seq_len``, negative ``num_workers``,
+            invalid weights or augmentation settings, unknown ``class_map`` name.
+        ShardError, LabelError: see :func:`load_shards`.
     """
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if sampling not in ("stream", "random", "mixed"):
+        raise ValueError(f"sampling must be 'stream', 'random' or 'mixed', got {sampling!r}")
+    if not isinstance(augmentation, AugmentationConfig):
+        augmentation = AugmentationConfig.from_mapping(augmentation)
     if sampling == "random":
-        dataset = RandomSequenceDataset(shard_dir, seq_len)
+        dataset = RandomSequenceDataset(shard_dir, seq_len, class_map=class_map, augmentation=augmentation)
         generator = torch.Generator().manual_seed(int(seed))
         return DataLoader(
             dataset,
@@ -326,6 +577,10 @@ def build_dataloader(
             generator=generator,
         )
     if sampling == "stream":
-        dataset = StreamingBatches(shard_dir, batch_size, seq_len, shuffle_recordings=bool(shuffle), seed=seed)
-        return DataLoader(dataset, batch_size=None, num_workers=min(num_workers, 1))
-    raise ValueError(f"sampling must be 'stream' or 'random', got {sampling!r}")
+        dataset = StreamingBatches(shard_dir, batch_size, seq_len, shuffle_recordings=bool(shuffle), seed=seed,
+                                   class_map=class_map, augmentation=augmentation)
+    else:
+        dataset = MixedBatches(shard_dir, batch_size, seq_len, w_stream=w_stream, w_random=w_random,
+                               shuffle=True if shuffle is None else bool(shuffle), seed=seed, class_map=class_map,
+                               augmentation=augmentation)
+    return DataLoader(dataset, batch_size=None, num_workers=min(num_workers, 1))

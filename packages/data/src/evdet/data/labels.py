@@ -17,7 +17,9 @@ import numpy as np
 __all__ = [
     "BBOX_DTYPE",
     "CLASS_MAPS",
+    "ETRAM_CLASSES",
     "EXPERIMENT_CLASSES",
+    "GROUPED3_CLASSES",
     "SMALL_OBJECT_CLASS_IDS",
     "ClassMap",
     "LabelError",
@@ -238,6 +240,33 @@ class ClassMap:
         """Number of target classes."""
         return len(self.class_names)
 
+    def target_ids(self, class_ids: np.ndarray, source: str = "<array>") -> np.ndarray:
+        """Target id of each source class id, ``-1`` where the map drops the class.
+
+        Args:
+            class_ids: ``(M,)`` integer source class ids.
+            source: file the ids came from, named in errors.
+
+        Returns:
+            ``(M,)`` int64 target ids in ``0..num_classes - 1`` or ``-1``.
+
+        Raises:
+            LabelError: if an id is unknown to the map (message names ``source``, the ids and the map).
+        """
+        ids = np.asarray(class_ids).astype(np.int64, copy=False).reshape(-1)
+        present = np.unique(ids)
+        unknown = [int(i) for i in present if int(i) not in self.mapping]
+        if unknown:
+            raise LabelError(f"{source}: field 'class_id' has ids {unknown} unknown to class map '{self.name}' "
+                             f"(known source ids: {sorted(self.mapping)})")
+        if not len(present):
+            return np.zeros(0, dtype=np.int64)
+        lut = np.full(int(present.max()) + 1, -1, dtype=np.int64)
+        for src in present:
+            dst = self.mapping[int(src)]
+            lut[int(src)] = -1 if dst is None else dst
+        return lut[ids]
+
     def remap(self, boxes: np.ndarray, source: str = "<array>") -> np.ndarray:
         """Return the boxes with ``class_id`` mapped to target ids; boxes of dropped classes are removed.
 
@@ -253,30 +282,49 @@ class ClassMap:
                 the map).
         """
         boxes = as_bbox_array(boxes, source=source) if boxes.dtype != BBOX_DTYPE else boxes
-        ids = boxes["class_id"]
-        present = np.unique(ids)
-        unknown = [int(i) for i in present if int(i) not in self.mapping]
-        if unknown:
-            raise LabelError(f"{source}: field 'class_id' has ids {unknown} unknown to class map '{self.name}' "
-                             f"(known source ids: {sorted(self.mapping)})")
-        lut = np.full(int(present.max()) + 1 if len(present) else 1, -1, dtype=np.int64)
-        for src in present:
-            dst = self.mapping[int(src)]
-            lut[int(src)] = -1 if dst is None else dst
-        target = lut[ids]
+        target = self.target_ids(boxes["class_id"], source=source)
         keep = target >= 0
         out = boxes[keep].copy()
         out["class_id"] = target[keep].astype(np.uint32)
         return out
 
 
-#: Registered class maps by name. ``experiment8``: labels already use :data:`EXPERIMENT_CLASSES` ids (0..7),
-#: e.g. the synthetic dataset of :mod:`evdet.data.synthetic`.
+#: Official eTraM classes (Verma et al., "eTraM: Event-based Traffic Monitoring Dataset", CVPR 2024); index =
+#: class id.
+ETRAM_CLASSES: tuple[str, ...] = ("pedestrian", "car", "bicycle", "bus", "motorbike", "truck", "tram", "wheelchair")
+
+#: Three-class grouping of traffic participants; index = class id.
+GROUPED3_CLASSES: tuple[str, ...] = ("pedestrian", "vehicle", "micromobility")
+
+#: Registered class maps by name; every map reads :data:`EXPERIMENT_CLASSES` ids (the ids stored in the shards).
+#:
+#: * ``experiment8``: identity over :data:`EXPERIMENT_CLASSES` (0..7), e.g. the synthetic dataset of
+#:   :mod:`evdet.data.synthetic`.
+#: * ``etram8``: :data:`ETRAM_CLASSES`. Car -> car, Truck -> truck, Motorcycle -> motorbike, Bicycle -> bicycle,
+#:   Pedestrian -> pedestrian, Bus -> bus. Static and Other have no eTraM counterpart and are dropped; tram and
+#:   wheelchair have no source class, so with experiment8 shards they stay without labels (their AP is undefined).
+#: * ``grouped3``: :data:`GROUPED3_CLASSES`. Pedestrian -> pedestrian; Car, Truck, Bus -> vehicle; Bicycle,
+#:   Motorcycle -> micromobility (the two-wheelers: small, fast-turning road users, the small-object classes
+#:   :data:`SMALL_OBJECT_CLASS_IDS` minus Pedestrian); Static and Other are dropped.
 CLASS_MAPS: dict[str, ClassMap] = {
     "experiment8": ClassMap(
         name="experiment8",
         class_names=EXPERIMENT_CLASSES,
         mapping={i: i for i in range(len(EXPERIMENT_CLASSES))},
+    ),
+    "etram8": ClassMap(
+        name="etram8",
+        class_names=ETRAM_CLASSES,
+        # experiment id -> eTraM id: Car 0->1, Truck 1->5, Motorcycle 2->4, Bicycle 3->2, Pedestrian 4->0,
+        # Bus 5->3, Static 6 and Other 7 dropped
+        mapping={0: 1, 1: 5, 2: 4, 3: 2, 4: 0, 5: 3, 6: None, 7: None},
+    ),
+    "grouped3": ClassMap(
+        name="grouped3",
+        class_names=GROUPED3_CLASSES,
+        # experiment id -> group: Car, Truck, Bus -> vehicle 1; Motorcycle, Bicycle -> micromobility 2;
+        # Pedestrian -> pedestrian 0; Static, Other dropped
+        mapping={0: 1, 1: 1, 2: 2, 3: 2, 4: 0, 5: 1, 6: None, 7: None},
     ),
 }
 

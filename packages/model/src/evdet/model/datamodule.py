@@ -1,8 +1,11 @@
 """Lightning data module over representation shards (``<dataset.path>/{train,val,test}/*.h5``).
 
 Training uses the configured sampling (stream: consecutive chunks per recording with the recurrent state carried;
-random: independent sequences); validation and testing always stream so every labelled window is seen once, in
-order, with the state carried as at deployment (RVT, Sec. 4.1).
+random: independent sequences; mixed: both in one batch with weights ``dataset.w_stream`` / ``dataset.w_random``)
+and the configured augmentation (``dataset.augmentation``, train split only); validation and testing always stream,
+unaugmented, so every labelled window is seen once, in order, with the state carried as at deployment (RVT,
+Sec. 4.1). Every split's labels are remapped on load with ``dataset.class_map``, whose class count must equal
+``dataset.num_classes`` and whose names are the evaluation class names.
 """
 
 from __future__ import annotations
@@ -15,10 +18,34 @@ import hdf5plugin  # noqa: F401  (registers the blosc filter used by the shards)
 import lightning as L
 from torch.utils.data import DataLoader
 
+from evdet.data.augmentation import AugmentationConfig
 from evdet.data.dataset import build_dataloader
-from evdet.data.labels import EXPERIMENT_CLASSES
+from evdet.data.labels import EXPERIMENT_CLASSES, ClassMap, get_class_map
 
-__all__ = ["ShardDataModule", "shard_facts"]
+__all__ = ["ShardDataModule", "dataset_class_map", "shard_facts"]
+
+
+def dataset_class_map(dataset_cfg: Any) -> ClassMap:
+    """The class map of a ``dataset`` config, checked against ``dataset.num_classes``.
+
+    Args:
+        dataset_cfg: the ``dataset`` mapping; ``class_map`` defaults to ``experiment8`` when absent (configs saved
+            before the key existed).
+
+    Raises:
+        ValueError: unknown ``dataset.class_map``, or ``dataset.num_classes`` differing from the map's class count
+            (message names both keys and values).
+    """
+    name = str(dataset_cfg.get("class_map", "experiment8"))
+    try:
+        cmap = get_class_map(name)
+    except ValueError as exc:
+        raise ValueError(f"dataset.class_map: {exc}") from None
+    if int(dataset_cfg["num_classes"]) != cmap.num_classes:
+        raise ValueError(f"dataset.num_classes is {dataset_cfg['num_classes']} but dataset.class_map '{name}' has "
+                         f"{cmap.num_classes} classes {list(cmap.class_names)}; set dataset.num_classes="
+                         f"{cmap.num_classes}")
+    return cmap
 
 
 def shard_facts(split_dir: Path) -> dict[str, Any]:
@@ -60,22 +87,29 @@ class ShardDataModule(L.LightningDataModule):
         config: resolved training config (uses ``dataset``, ``batch_size``, ``hardware.num_workers``, ``seed``).
 
     Raises:
-        ValueError: when the shards' representation size differs from ``dataset.height`` x ``dataset.width``
-            (message names the split directory and both sizes).
+        ValueError: on construction, when ``dataset.num_classes`` differs from ``dataset.class_map``'s class count
+            or ``dataset.augmentation`` is invalid (messages name the keys); in :meth:`facts`, when the shards'
+            representation size differs from ``dataset.height`` x ``dataset.width`` (message names the split
+            directory and both sizes).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         self.config = config
         self.root = Path(config["dataset"]["path"])
+        self.class_map = dataset_class_map(config["dataset"])
+        self.augmentation = AugmentationConfig.from_mapping(config["dataset"].get("augmentation"))
 
     def split_dir(self, split: str) -> Path:
         """Directory of one split's shards."""
         return self.root / split
 
     def facts(self, split: str) -> dict[str, Any]:
-        """:func:`shard_facts` of ``split``, checked against the configured resolution."""
+        """:func:`shard_facts` of ``split``, checked against the configured resolution; ``class_names`` are the
+        configured class map's names (``class_map`` its name), since the loaders remap the labels to it."""
         facts = shard_facts(self.split_dir(split))
+        facts["class_names"] = list(self.class_map.class_names)
+        facts["class_map"] = self.class_map.name
         ds = self.config["dataset"]
         if (facts["height"], facts["width"]) != (int(ds["height"]), int(ds["width"])):
             raise ValueError(
@@ -94,6 +128,10 @@ class ShardDataModule(L.LightningDataModule):
             num_workers=workers,
             seed=int(self.config["seed"]),
             shuffle=shuffle,
+            w_stream=float(ds.get("w_stream", 1.0)),
+            w_random=float(ds.get("w_random", 1.0)),
+            class_map=self.class_map,
+            augmentation=self.augmentation if split == "train" else None,
         )
 
     def train_dataloader(self) -> DataLoader:
