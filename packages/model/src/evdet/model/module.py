@@ -20,7 +20,8 @@ from evdet.model.recurrence import detach_states, run_sequence
 
 __all__ = ["DetectionModule"]
 
-LOSS_KEYS = ("loss", "loss_iou", "loss_obj", "loss_cls", "loss_l1")
+LOSS_KEYS = ("loss", "loss_iou", "loss_obj", "loss_cls", "loss_l1", "loss_main", "loss_aux")
+"""Loss-dict entries logged as ``train/<key>`` when present (``loss_main`` / ``loss_aux``: ABC head only)."""
 
 
 class DetectionModule(L.LightningModule):
@@ -60,10 +61,17 @@ class DetectionModule(L.LightningModule):
             if key in losses:
                 self.log(f"train/{key}", losses[key].detach(), prog_bar=key == "loss", batch_size=bsz)
         self.log("train/num_fg", float(losses.get("num_fg", 0.0)), batch_size=bsz)
+        if "num_fg_aux" in losses:
+            self.log("train/num_fg_aux", float(losses["num_fg_aux"]), batch_size=bsz)
         return losses["loss"]
 
     def on_train_epoch_start(self) -> None:
         self._train_states = None
+        # New recording order and augmentation draws every epoch (streaming / mixed datasets are seeded by epoch).
+        loader = self.trainer.train_dataloader if self._trainer is not None else None
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
 
     # --------------------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:

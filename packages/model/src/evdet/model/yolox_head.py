@@ -11,7 +11,7 @@ Parameter counts at 8 classes: in (128, 256, 512) -> 1,893,031; (96, 192, 384) -
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,9 @@ class YOLOXHead(nn.Module):
         act: activation name (``"silu"``, ``"relu"``, ``"lrelu"``).
         use_l1: add the L1 loss on raw box outputs in :meth:`loss` (off by default).
         iou_loss_weight: weight of the IoU loss in the total (5.0).
+        size_weighting: optional per-positive weight of the gt area (px²) for the size-aware loss, e.g.
+            :class:`evdet.model.size_aware.SizeAwareWeighting`; None (default) for the plain YOLOX loss. Adds no
+            parameters.
 
     Raises:
         ValueError: ``num_classes < 1``, empty or mismatched ``strides`` / ``in_channels``, non-positive values.
@@ -50,6 +53,7 @@ class YOLOXHead(nn.Module):
         act: str = "silu",
         use_l1: bool = False,
         iou_loss_weight: float = IOU_LOSS_WEIGHT,
+        size_weighting: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         strides = tuple(strides)
@@ -84,7 +88,9 @@ class YOLOXHead(nn.Module):
         self.reg_preds = nn.ModuleList(nn.Conv2d(h, 4, 1) for _ in self.in_channels)
         self.obj_preds = nn.ModuleList(nn.Conv2d(h, 1, 1) for _ in self.in_channels)
         self.initialize_biases(PRIOR_PROB)
-        self.criterion = YOLOXLoss(self.num_classes, iou_loss_weight=iou_loss_weight, use_l1=use_l1)
+        self.criterion = YOLOXLoss(
+            self.num_classes, iou_loss_weight=iou_loss_weight, use_l1=use_l1, size_weighting=size_weighting
+        )
 
     def initialize_biases(self, prior_prob: float) -> None:
         """Set class and objectness predictor biases to ``-log((1 - p) / p)`` so that sigmoid = ``prior_prob``.
@@ -186,7 +192,8 @@ class YOLOXHead(nn.Module):
 
         Returns:
             dict of 0-dim float32 tensors ``loss`` (= 5 * loss_iou + loss_obj + loss_cls + loss_l1),
-            ``loss_iou`` (mean of ``1 - IoU^2`` over positives), ``loss_obj``, ``loss_cls``, ``loss_l1``
+            ``loss_iou`` (mean of ``1 - IoU^2`` over positives, size-weighted with ``size_weighting``),
+            ``loss_obj``, ``loss_cls`` (size-weighted with ``size_weighting``), ``loss_l1``
             (0 unless ``use_l1``), ``num_fg`` (number of positive anchors).
 
         Raises:

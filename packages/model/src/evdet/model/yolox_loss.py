@@ -12,11 +12,20 @@ Source: YOLOX (Ge et al., arXiv 2107.08430, Sec. 2.1-2.2) and its reference impl
 
 The per-positive IoU and class losses are kept unreduced (one value per positive anchor, alongside the matched
 gt box) until the final sum, so that per-positive weights can multiply them before reduction.
+
+Size-aware variant (issue 4, ``head.size_aware_loss``): with a ``size_weighting`` callable (e.g.
+:class:`evdet.model.size_aware.SizeAwareWeighting`), each positive's IoU loss and class loss are multiplied by
+the weight of its assigned gt's area ``w * h`` (input px²) before the sum:
+``loss_iou = sum_p weight_p * (1 - IoU_p^2) / num_fg`` and likewise for ``loss_cls``. The normaliser stays
+``num_fg`` (not ``sum_p weight_p``), so the weights raise the share of small objects in the total instead of
+being renormalised away (a weighted mean over one image with only small objects would equal the unweighted one);
+objectness and L1 terms are unweighted. Without ``size_weighting`` nothing is multiplied, so the loss is exactly
+the plain YOLOX loss; a weighting that returns all ones gives bit-identical values as well (x * 1.0 == x).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +111,8 @@ class YOLOXLoss:
         iou_loss_weight: weight of ``loss_iou`` in ``loss`` (5.0).
         use_l1: add the L1 loss on raw box outputs (off by default, as RVT).
         center_radius: SimOTA centre-region radius in strides (2.5).
+        size_weighting: optional callable mapping float ``(N,)`` gt areas (px²) to float ``(N,)`` per-positive
+            weights (size-aware loss, see the module docstring); None for the plain YOLOX loss.
 
     Raises:
         ValueError: ``num_classes < 1``.
@@ -113,6 +124,7 @@ class YOLOXLoss:
         iou_loss_weight: float = IOU_LOSS_WEIGHT,
         use_l1: bool = False,
         center_radius: float = CENTER_RADIUS,
+        size_weighting: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if int(num_classes) != num_classes or num_classes < 1:
             raise ValueError(f"YOLOXLoss num_classes: expected a positive int, got {num_classes!r}")
@@ -120,6 +132,7 @@ class YOLOXLoss:
         self.iou_loss_weight = float(iou_loss_weight)
         self.use_l1 = bool(use_l1)
         self.center_radius = float(center_radius)
+        self.size_weighting = size_weighting
 
     def __call__(
         self,
@@ -143,7 +156,8 @@ class YOLOXLoss:
 
         Returns:
             dict of 0-dim float32 tensors: ``loss`` (total, differentiable), ``loss_iou``, ``loss_obj``,
-            ``loss_cls``, ``loss_l1`` (0 unless ``use_l1``) and ``num_fg`` (positives in the batch, detached).
+            ``loss_cls`` (both size-weighted with ``size_weighting``), ``loss_l1`` (0 unless ``use_l1``) and
+            ``num_fg`` (positives in the batch, detached).
 
         Raises:
             ValueError: ``raw`` not ``(B, A, 5 + C)`` or inconsistent with the other inputs, or bad targets
@@ -215,6 +229,15 @@ class YOLOXLoss:
             cls_per_positive = F.binary_cross_entropy_with_logits(
                 cls_logits[bi, ai], torch.cat(pos_cls_target), reduction="none"
             ).sum(dim=1)
+            if self.size_weighting is not None:
+                weights = self.size_weighting(gt[:, 2] * gt[:, 3]).to(iou_per_positive.dtype)  # area px²
+                if tuple(weights.shape) != tuple(iou_per_positive.shape):
+                    raise ValueError(
+                        f"size_weighting: expected weights of shape {tuple(iou_per_positive.shape)}, got "
+                        f"{tuple(weights.shape)}"
+                    )
+                iou_per_positive = iou_per_positive * weights
+                cls_per_positive = cls_per_positive * weights
             loss_iou = iou_per_positive.sum() / normaliser
             loss_cls = cls_per_positive.sum() / normaliser
             if self.use_l1:
