@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -30,7 +30,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from evdet.data.labels import EXPERIMENT_CLASSES
+from evdet.data.labels import EXPERIMENT_CLASSES, get_class_map
 from evdet.eval.coco import CAMERA_MIN_BOX_SIZE_PX, METRIC_NAMES, check_box_array, evaluate_detections
 from evdet.eval.results import RESULTS_FILE_NAME, write_experiment_results
 
@@ -228,6 +228,9 @@ def _build_parser() -> _Parser:
                       help="minimum box side in sensor px (default: dataset.min_box_side_px, else the camera's)")
     coco.add_argument("--skip-before-us", type=int, default=None,
                       help="drop boxes before this time in µs (default: dataset.skip_before_us, else 500000)")
+    coco.add_argument("--class-map", default=None,
+                      help="class map the detections use (experiment8 | etram8 | grouped3; default: the config's "
+                           "dataset.class_map, else the shards' own ids); shard labels are remapped to it")
     coco.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     return parser
 
@@ -258,13 +261,20 @@ def _run_coco(args: argparse.Namespace, console: Console) -> None:
     width = _same_across_shards(shards, "width")
     height = _same_across_shards(shards, "height")
     downsample = _same_across_shards(shards, "downsample_factor")
-    if all(s.class_names is None for s in shards):
+    dataset_cfg = config.get("dataset", {}) if isinstance(config, dict) else {}
+    class_map_name = args.class_map or dataset_cfg.get("class_map")
+    if class_map_name and class_map_name != "experiment8":
+        # Shards hold experiment8 ids; detections of a model trained with another map use that map's ids.
+        class_map = get_class_map(class_map_name)
+        shards = [replace(s, labels=class_map.remap(s.labels, source=str(args.shards / f"{s.name}.h5")))
+                  for s in shards]
+        class_names = list(class_map.class_names)
+    elif all(s.class_names is None for s in shards):
         class_names = EXPERIMENT_CLASSES
     else:
         class_names = _same_across_shards(shards, "class_names")
 
     # Protocol thresholds: command line, else the run config's dataset section, else the camera's defaults.
-    dataset_cfg = config.get("dataset", {}) if isinstance(config, dict) else {}
     protocol = {
         key: getattr(args, key) if getattr(args, key) is not None else dataset_cfg.get(key)
         for key in ("min_box_diag_px", "min_box_side_px", "skip_before_us")

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evdet.model.config import compose_config, list_experiments, to_container
 from evdet.model.predict import predict_shards
-from evdet.model.summary import format_markdown_table, format_summary, summarize
+from evdet.model.summary import format_lstm_table, format_markdown_table, format_summary, lstm_cell_counts, summarize
 
 __all__ = ["main"]
 
@@ -27,6 +27,8 @@ def _summary(args: argparse.Namespace, overrides: list[str]) -> int:
     if args.all:
         rows = [summarize(to_container(compose_config([f"experiment={name}", *overrides]))) for name in list_experiments()]
         print(format_markdown_table(rows))
+        print("\nConvLSTM parameters per stage width (RVT-B widths):\n")
+        print(format_lstm_table(lstm_cell_counts()))
         return 0
     result = summarize(to_container(compose_config(overrides)))
     print(json.dumps(result) if args.json else format_summary(result))

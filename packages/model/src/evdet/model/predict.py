@@ -13,6 +13,7 @@ import torch
 
 from evdet.data.dataset import build_dataloader
 from evdet.model.checkpoint import load_module
+from evdet.model.datamodule import dataset_class_map
 from evdet.model.detections import DetectionCollector
 from evdet.model.recurrence import run_sequence
 
@@ -43,6 +44,7 @@ def predict_shards(
         num_workers=0,
         seed=int(config["seed"]),
         shuffle=False,
+        class_map=dataset_class_map(config["dataset"]),  # labels in the ids the model was trained on
     )
     collector = DetectionCollector()
     states = None

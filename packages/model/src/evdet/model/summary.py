@@ -15,7 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from evdet.model.detector import RVT, build_detector, pad_to_multiple
 
-__all__ = ["summarize", "format_summary", "count_parameters", "format_markdown_table"]
+__all__ = ["summarize", "format_summary", "count_parameters", "format_markdown_table", "lstm_cell_counts",
+           "format_lstm_table"]
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -32,7 +33,39 @@ def _parts(model: RVT) -> dict[str, int]:
         parts[f"stage{index}.lstm"] = count_parameters(stage.lstm)
     parts["fpn"] = count_parameters(model.fpn)
     parts["head"] = count_parameters(model.head)
+    aux = getattr(model, "aux_head", None)
+    if aux is not None:
+        parts["aux_head"] = count_parameters(aux)
     return parts
+
+
+def lstm_cell_counts(widths: tuple[int, ...] = (64, 128, 256, 512)) -> list[dict[str, int]]:
+    """Parameters of each ConvLSTM variant at each stage width (RVT-B widths by default).
+
+    Settles whether the plain cell is smaller: ``PlainLSTM2d`` (1x1 input transform with bias + 1x1 hidden
+    transform without) has exactly the count of ``DWSConvLSTM2d`` without the depthwise conv (one 1x1 conv on
+    ``[x, h]`` with bias): ``8 d^2 + 4 d``; the depthwise 3x3 conv on ``h`` adds ``10 d`` (9 d weights + d biases).
+    """
+    from evdet.model.lstm import DWSConvLSTM2d, PlainLSTM2d
+
+    return [
+        {
+            "width": d,
+            "PlainLSTM2d": count_parameters(PlainLSTM2d(d)),
+            "DWSConvLSTM2d": count_parameters(DWSConvLSTM2d(d, dws_conv=False)),
+            "DWSConvLSTM2d+dws_conv": count_parameters(DWSConvLSTM2d(d, dws_conv=True)),
+        }
+        for d in widths
+    ]
+
+
+def format_lstm_table(rows: list[dict[str, int]]) -> str:
+    """Markdown table of :func:`lstm_cell_counts`."""
+    lines = ["| stage width | PlainLSTM2d | DWSConvLSTM2d (dws_conv off) | DWSConvLSTM2d (dws_conv on) |",
+             "|---:|---:|---:|---:|"]
+    lines += [f"| {r['width']} | {r['PlainLSTM2d']:,} | {r['DWSConvLSTM2d']:,} | {r['DWSConvLSTM2d+dws_conv']:,} |"
+              for r in rows]
+    return "\n".join(lines)
 
 
 @torch.no_grad()
@@ -95,12 +128,14 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def format_markdown_table(summaries: list[dict[str, Any]]) -> str:
     """One markdown table row per summary (experiment comparison)."""
-    header = "| experiment | size | LSTM cell | patch | FPN stages | params | backbone | FPN | head | GMAC/frame |"
-    rule = "|---|---|---|---|---|---:|---:|---:|---:|---:|"
+    header = ("| experiment | size | LSTM cell | patch | FPN stages | strides | params | backbone | FPN | head | "
+              "aux head | GMAC/frame |")
+    rule = "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"
     rows = [
         f"| {s['experiment']} | {s['size']} | {s['lstm_cell']} | {s['patch_size']} | "
-        f"{','.join(map(str, s['fpn_stages']))} | {s['params_total']:,} | {s['params_backbone']:,} | "
-        f"{s['params']['fpn']:,} | {s['params']['head']:,} | {s['macs_per_frame'] / 1e9:.2f} |"
+        f"{','.join(map(str, s['fpn_stages']))} | {','.join(str(s['stages'][str(k)]['stride']) for k in s['fpn_stages'])} | "
+        f"{s['params_total']:,} | {s['params_backbone']:,} | {s['params']['fpn']:,} | {s['params']['head']:,} | "
+        f"{s['params'].get('aux_head', 0):,} | {s['macs_per_frame'] / 1e9:.2f} |"
         for s in summaries
     ]
     return "\n".join([header, rule, *rows])

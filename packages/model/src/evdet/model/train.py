@@ -89,6 +89,7 @@ def run_training(cfg: DictConfig) -> dict[str, Any]:
         devices=hw["devices"],
         precision=resolve_precision(str(hw["precision"]), str(hw["accelerator"])),
         gradient_clip_val=float(tr["gradient_clip_val"]),
+        accumulate_grad_batches=int(tr["accumulate_grad_batches"]),
         val_check_interval=int(interval) if interval is not None and has_val else None,
         check_val_every_n_epoch=None if interval is not None else 1,
         limit_val_batches=val["limit_val_batches"] if has_val else 0,
