@@ -9,7 +9,14 @@ Subcommands:
 * ``evdet-data preprocess SRC OUT [--no-downsample --window-us US --bins B --clip C --splits S ...]`` — write
   representation shards (:func:`evdet.data.preprocess.preprocess_dataset`); prints the report as JSON.
 * ``evdet-data store put --store URI LOCAL KEY`` — copy a file or a directory tree into a store
-  (:mod:`evdet.data.storage`) at ``KEY``; prints the written URIs as JSON.
+  (:mod:`evdet.data.storage`: a local path, ``file://`` or ``s3://bucket/prefix``) at ``KEY``; prints the written
+  URIs as JSON.
+* ``evdet-data store get --store URI KEY LOCAL`` — copy one object, or every object below ``KEY/``, to ``LOCAL``
+  (skipping files already there with the same size/etag); prints the counts as JSON.
+* ``evdet-data store ls --store URI [PREFIX]`` — list objects (key, size in bytes) as JSON.
+
+For ``s3://`` stores the endpoint and credentials come from ``MINIO_ENDPOINT`` / ``MINIO_ACCESS_KEY`` /
+``MINIO_SECRET_KEY`` / ``MINIO_SECURE`` or the mounted Secret (:mod:`evdet.data.s3_credentials`), never from flags.
 
 Errors in the input (a ``ValueError`` such as ``RecordingError``, ``LabelError``, ``PreprocessError``) or a
 missing file (``OSError``) print one line ``evdet-data: error: ...`` on stderr and exit with code 2, without a
@@ -58,12 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="drop boxes with a side below this after scaling/cropping (representation px)")
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    store = sub.add_parser("store", help="copy run outputs into a store (local path; s3:// later)")
+    store = sub.add_parser("store", help="copy run outputs to and from a store (local path or s3://bucket/prefix)")
     store_sub = store.add_subparsers(dest="store_command", required=True)
+    store_help = "store URI (a local path, file:// URI or s3://bucket/prefix)"
     put = store_sub.add_parser("put", help="copy a file or directory to KEY")
-    put.add_argument("--store", required=True, help="store URI (a local path or file:// URI)")
+    put.add_argument("--store", required=True, help=store_help)
     put.add_argument("local", help="file or directory to copy")
     put.add_argument("key", help="destination key, e.g. experiments/<experiment>/<run_id>/experiment_results.json")
+    get = store_sub.add_parser("get", help="copy the object KEY (or every object below KEY/) to LOCAL")
+    get.add_argument("--store", required=True, help=store_help)
+    get.add_argument("key", help="object key, or a prefix ending in / for a tree")
+    get.add_argument("local", help="destination file (one object) or folder (a prefix)")
+    ls = store_sub.add_parser("ls", help="list objects below PREFIX")
+    ls.add_argument("--store", required=True, help=store_help)
+    ls.add_argument("prefix", nargs="?", default="", help="key prefix (default: everything)")
     return parser
 
 
@@ -73,9 +88,7 @@ def _run(args: argparse.Namespace) -> dict:
 
         return recording_info(args.file)
     if args.command == "store":
-        from evdet.data.storage import open_store, put_path
-
-        return {"written": put_path(open_store(args.store), args.local, args.key)}
+        return _run_store(args)
     if args.command == "synth":
         from evdet.data.synthetic import generate_dataset
 
@@ -103,6 +116,19 @@ def _run(args: argparse.Namespace) -> dict:
         progress=not args.no_progress,
         min_box_side_px=args.min_box_side_px,
     )
+
+
+def _run_store(args: argparse.Namespace) -> dict:
+    from evdet.data.storage import download_prefix, open_store, put_path
+
+    store = open_store(args.store)
+    if args.store_command == "put":
+        return {"written": put_path(store, args.local, args.key)}
+    if args.store_command == "ls":
+        return {"objects": [{"key": o.key, "size": o.size} for o in store.objects(args.prefix)]}
+    if args.key.endswith("/"):
+        return download_prefix(store, args.key, args.local)
+    return {"written": [str(store.get_file(args.key, args.local))]}
 
 
 def main(argv: list[str] | None = None) -> int:
