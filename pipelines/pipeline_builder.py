@@ -12,11 +12,55 @@ body exists once. Parameters of the built pipeline (all overridable at submissio
 - ``eval_split``: split evaluated after training.
 """
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 from pipeline_components import detect, evaluate, preprocess, train
 
-__all__ = ["build_pipeline", "LOCAL_DEFAULTS"]
+__all__ = ["build_pipeline", "LOCAL_DEFAULTS", "CLUSTER"]
+
+#: Kubernetes settings of the pipeline's pods (must agree with k8s/: Secret name and keys, GPU node labels/taints).
+CLUSTER = {
+    # MinIO credentials: Secret key -> environment variable read by evdet.data's S3 store.
+    "minio_secret": "evdet-minio",
+    "minio_env": {
+        "MINIO_ENDPOINT": "MINIO_ENDPOINT",
+        "MINIO_ACCESS_KEY": "MINIO_ACCESS_KEY",
+        "MINIO_SECRET_KEY": "MINIO_SECRET_KEY",
+        "MINIO_SECURE": "MINIO_SECURE",
+    },
+    "gpu_resource": "nvidia.com/gpu",
+    "gpus": 1,
+    "gpu_node_selector": ("nvidia.com/gpu.present", "true"),
+    "gpu_toleration": {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    # /dev/shm for DataLoader workers (the container default of 64 MiB is far too small).
+    "shm_size": "16Gi",
+    "metrics_port": "8000",
+    "train_cpu": "8",
+    "train_memory": "48G",
+}
+
+
+def _storage_access(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """MinIO credentials from the Secret as environment variables, and the label the NetworkPolicy admits."""
+    kubernetes.use_secret_as_env(task, CLUSTER["minio_secret"], secret_key_to_env=CLUSTER["minio_env"])
+    kubernetes.add_pod_label(task, "app.kubernetes.io/part-of", "evdet")
+    return task
+
+
+def _gpu_training(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """GPU limit, GPU node placement, shared memory and Prometheus scrape annotations for the training pod."""
+    task.set_accelerator_type(CLUSTER["gpu_resource"]).set_accelerator_limit(CLUSTER["gpus"])
+    task.set_cpu_request(CLUSTER["train_cpu"]).set_memory_request(CLUSTER["train_memory"])
+    key, value = CLUSTER["gpu_node_selector"]
+    kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    kubernetes.add_toleration(task, **CLUSTER["gpu_toleration"])
+    kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory",
+                               size_limit=CLUSTER["shm_size"])
+    kubernetes.add_pod_annotation(task, "prometheus.io/scrape", "true")
+    kubernetes.add_pod_annotation(task, "prometheus.io/port", CLUSTER["metrics_port"])
+    kubernetes.add_pod_annotation(task, "prometheus.io/path", "/metrics")
+    kubernetes.add_pod_label(task, "evdet/role", "train")
+    return task
 
 #: Arguments of the laptop run (`make run`): synthetic training data, the local profile, the real recordings.
 LOCAL_DEFAULTS = {
@@ -40,6 +84,7 @@ def build_pipeline(experiment: str, pipeline_name: str, description: str):
         eval_split: str = "test",
     ):
         shards = preprocess(raw_data_uri=raw_data_uri, downsample=downsample).set_display_name("preprocess")
+        _storage_access(shards)
         trained = train(
             experiment=experiment,
             overrides=overrides,
@@ -47,12 +92,15 @@ def build_pipeline(experiment: str, pipeline_name: str, description: str):
             store_uri=store_uri,
             shards=shards.outputs["shards"],
         ).set_display_name("train")
-        evaluate(
+        _gpu_training(_storage_access(trained))
+        evaluated = evaluate(
             split=eval_split,
             store_uri=store_uri,
             shards=shards.outputs["shards"],
             model=trained.outputs["model"],
         ).set_display_name("evaluate")
-        detect(recordings=recordings, store_uri=store_uri, model=trained.outputs["model"]).set_display_name("detect")
+        _storage_access(evaluated)
+        detected = detect(recordings=recordings, store_uri=store_uri, model=trained.outputs["model"])
+        _storage_access(detected.set_display_name("detect"))
 
     return pipeline

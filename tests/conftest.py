@@ -15,6 +15,7 @@ TINY_TRAINING = [
     "training.max_steps=6",
     "validation.val_check_interval=3",
     "training.log_every_n_steps=1",
+    "wandb.enabled=false",
 ]
 
 

@@ -18,7 +18,7 @@ EXPERIMENTS = [
     "ABC_sod_basic_100k",
 ]
 TINY = ["profile=local", "dataset.height=90", "dataset.width=160", "training.max_steps=2",
-        "validation.val_check_interval=2", "training.log_every_n_steps=1"]
+        "validation.val_check_interval=2", "training.log_every_n_steps=1", "wandb.enabled=false"]
 
 
 def test_all_team_experiments_exist():

@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_FILES = sorted(
-    p for p in (ROOT / "pipelines").glob("*.py") if p.stem not in {"pipeline_builder", "pipeline_components", "run_local"}
+    p for p in (ROOT / "pipelines").glob("*.py") if p.stem not in {"pipeline_builder", "pipeline_components", "run_local", "submit"}
 )
 
 
@@ -20,7 +20,8 @@ def test_pipeline_compiles(path, tmp_path):
     result = subprocess.run([str(kfp), "dsl", "compile", "--py", str(path), "--output", str(out)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    spec = yaml.safe_load(out.read_text())
+    docs = list(yaml.safe_load_all(out.read_text()))
+    spec = docs[0]
     tasks = spec["root"]["dag"]["tasks"]
     assert set(tasks) == {"preprocess", "train", "evaluate", "detect"}
     assert tasks["train"]["dependentTasks"] == ["preprocess"]
@@ -39,3 +40,30 @@ def test_pipeline_compiles(path, tmp_path):
 
 def test_at_least_the_baseline_pipeline_exists():
     assert "plain_lstm_baseline" in {p.stem for p in PIPELINE_FILES}
+
+
+@pytest.mark.parametrize("path", PIPELINE_FILES, ids=lambda p: p.stem)
+def test_pipeline_sets_cluster_settings(path, tmp_path):
+    """kfp-kubernetes settings reach the compiled platform spec: GPU, placement, shm, secret, scrape annotations."""
+    out = tmp_path / f"{path.stem}.yaml"
+    kfp = Path(sys.executable).parent / "kfp"
+    subprocess.run([str(kfp), "dsl", "compile", "--py", str(path), "--output", str(out)], check=True,
+                   capture_output=True)
+    docs = list(yaml.safe_load_all(out.read_text()))
+    spec = docs[0]
+    platform = next(d for d in docs if d and "platforms" in d)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    train_resources = spec["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert train_resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert int(train_resources["accelerator"]["resourceCount"]) == 1
+    train = platform["exec-train"]
+    assert train["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in train["tolerations"]
+    assert train["emptyDirMounts"][0]["mountPath"] == "/dev/shm" and train["emptyDirMounts"][0]["medium"] == "Memory"
+    annotations = train["podMetadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8000"
+    for name in ("exec-preprocess", "exec-train", "exec-evaluate", "exec-detect"):
+        secret = platform[name]["secretAsEnv"][0]
+        assert secret["secretName"] == "evdet-minio"
+        assert {k["envVar"] for k in secret["keyToEnv"]} == {
+            "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE"}
+        assert platform[name]["podMetadata"]["labels"]["app.kubernetes.io/part-of"] == "evdet"

@@ -16,10 +16,14 @@ def test_plain_lstm_baseline_pipeline_runs_locally(tmp_path):
         sys.executable, str(ROOT / "pipelines" / "run_local.py"), "plain_lstm_baseline",
         "--workdir", str(tmp_path), "--duration-s", "1.5",
         "--override", "training.max_steps=4", "--override", "validation.val_check_interval=2",
+        "--override", "logging.every_n_steps=2",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "evdet main job" in proc.stdout and "AP_50" in proc.stdout
+    # Not a terminal: training logs readable lines instead of a progress bar, and wandb runs offline.
+    assert "step 2/4 (50.0%)" in proc.stdout and "it/s" in proc.stdout
+    assert list(tmp_path.glob("pipeline_root/*/train/model/wandb/offline-run-*"))
 
     runs = list((tmp_path / "store" / "experiments" / "plain_lstm_640x360_baseline").iterdir())
     assert len(runs) == 1

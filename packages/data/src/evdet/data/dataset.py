@@ -333,10 +333,16 @@ class StreamingBatches(IterableDataset):
         seed: int = 0,
         class_map: ClassMap | str | None = None,
         augmentation: AugmentationConfig | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         super().__init__()
         self.batch_size = _check_positive("batch_size", batch_size)
         self.seq_len = _check_positive("seq_len", seq_len)
+        self.world_size = _check_positive("world_size", world_size)
+        if not 0 <= rank < self.world_size:
+            raise ValueError(f"rank must be in 0..{self.world_size - 1}, got {rank}")
+        self.rank = int(rank)
         self.shard_dir = Path(shard_dir)
         self.shards = load_shards(self.shard_dir, class_map)
         self.augmentation = augmentation if augmentation is not None and augmentation.enabled else None
@@ -352,19 +358,28 @@ class StreamingBatches(IterableDataset):
         """Chunks of ``seq_len`` windows per shard: ``ceil(num_windows / seq_len)``."""
         return [-(-s.num_windows // self.seq_len) for s in self.shards]
 
-    def slot_assignment(self) -> list[list[int]]:
-        """Shard numbers per slot, in the order the slot plays them."""
+    def _all_slots(self) -> list[list[int]]:
+        """Assignment over every rank's slots: ``batch_size x world_size`` slots of one global stream."""
         lengths = self.chunks_per_recording()
         if self.shuffle_recordings:
             order = [int(i) for i in np.random.default_rng([self.seed, self.epoch]).permutation(len(lengths))]
         else:
             order = sorted(range(len(lengths)), key=lambda r: (-lengths[r], r))
-        return _assign_slots(lengths, self.batch_size, order)
+        return _assign_slots(lengths, self.batch_size * self.world_size, order)
+
+    def slot_assignment(self) -> list[list[int]]:
+        """Shard numbers per slot of this rank, in the order the slot plays them.
+
+        Under data-parallel training the ``world_size`` ranks share one assignment of ``batch_size x world_size``
+        slots and rank ``r`` plays slots ``r*B .. (r+1)*B - 1``, so every recording is streamed by exactly one rank.
+        """
+        return self._all_slots()[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
 
     def __len__(self) -> int:
-        """Number of batches: the longest slot's chunk count."""
+        """Number of batches: the longest slot's chunk count over ALL ranks, so every rank takes as many steps
+        (ranks with shorter slots yield padding batches)."""
         lengths = self.chunks_per_recording()
-        return max(sum(lengths[r] for r in slot) for slot in self.slot_assignment())
+        return max(sum(lengths[r] for r in slot) for slot in self._all_slots())
 
     def _slot_stream(self, recordings: list[int]):
         for r in recordings:
@@ -377,14 +392,13 @@ class StreamingBatches(IterableDataset):
         ref = self.shards[0]
         shape = (ref.channels, ref.height, ref.width)
         streams = [self._slot_stream(slot) for slot in self.slot_assignment()]
+        first_slot = self.rank * self.batch_size
         generators = [torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, k])
                                                         .generate_state(1)[0]))
-                      for k in range(self.batch_size)]
+                      for k in range(first_slot, first_slot + self.batch_size)]
         transforms: list[SequenceTransform | None] = [None] * self.batch_size
-        while True:
+        for _ in range(len(self)):
             items = [next(stream, None) for stream in streams]
-            if all(item is None for item in items):
-                return
             samples = []
             for k, item in enumerate(items):
                 if item is None:
@@ -467,6 +481,8 @@ class MixedBatches(IterableDataset):
         seed: int = 0,
         class_map: ClassMap | str | None = None,
         augmentation: AugmentationConfig | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         super().__init__()
         self.batch_size = _check_positive("batch_size", batch_size)
@@ -474,9 +490,11 @@ class MixedBatches(IterableDataset):
         self.shard_dir = Path(shard_dir)
         self.stream_size, self.random_size = mixed_batch_split(self.batch_size, w_stream, w_random)
         self.seed = int(seed)
+        self.rank = int(rank)
         self.epoch = 0
         self.stream = (StreamingBatches(shard_dir, self.stream_size, seq_len, shuffle_recordings=shuffle, seed=seed,
-                                        class_map=class_map, augmentation=augmentation)
+                                        class_map=class_map, augmentation=augmentation, rank=rank,
+                                        world_size=world_size)
                        if self.stream_size else None)
         self.random = (RandomSequenceDataset(shard_dir, seq_len, class_map=class_map, augmentation=augmentation)
                        if self.random_size else None)
@@ -497,7 +515,7 @@ class MixedBatches(IterableDataset):
     def _random_samples(self) -> Iterator[dict]:
         """Endless random samples: seeded permutations of the random dataset, one after another."""
         assert self.random is not None
-        seeds = np.random.SeedSequence([self.seed, self.epoch, 1_000_003])
+        seeds = np.random.SeedSequence([self.seed, self.epoch, 1_000_003, self.rank])  # ranks draw differently
         rng = np.random.default_rng(seeds)
         generator = torch.Generator().manual_seed(int(seeds.generate_state(1)[0]))
         while True:
@@ -531,6 +549,8 @@ def build_dataloader(
     w_random: float = 1.0,
     class_map: ClassMap | str | None = None,
     augmentation: AugmentationConfig | Mapping[str, Any] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """DataLoader yielding batch dicts (module docstring) from one split folder of shards.
 
@@ -549,6 +569,9 @@ def build_dataloader(
             the shard ids.
         augmentation: :class:`~evdet.data.augmentation.AugmentationConfig` or its mapping
             (``dataset.augmentation``); ``None`` or disabled: no augmentation. Pass it for training only.
+        rank, world_size: data-parallel rank and number of ranks. Stream and mixed sampling split the recordings
+            over the ranks (same number of batches on every rank); random sampling leaves the split to the
+            trainer's distributed sampler.
 
     Returns:
         A DataLoader whose items are batch dicts (random: collated by :func:`collate_sequences`; stream and
@@ -578,9 +601,10 @@ def build_dataloader(
         )
     if sampling == "stream":
         dataset = StreamingBatches(shard_dir, batch_size, seq_len, shuffle_recordings=bool(shuffle), seed=seed,
-                                   class_map=class_map, augmentation=augmentation)
+                                   class_map=class_map, augmentation=augmentation, rank=rank,
+                                   world_size=world_size)
     else:
         dataset = MixedBatches(shard_dir, batch_size, seq_len, w_stream=w_stream, w_random=w_random,
                                shuffle=True if shuffle is None else bool(shuffle), seed=seed, class_map=class_map,
-                               augmentation=augmentation)
+                               augmentation=augmentation, rank=rank, world_size=world_size)
     return DataLoader(dataset, batch_size=None, num_workers=min(num_workers, 1))

@@ -132,6 +132,9 @@ class ShardDataModule(L.LightningDataModule):
             w_random=float(ds.get("w_random", 1.0)),
             class_map=self.class_map,
             augmentation=self.augmentation if split == "train" else None,
+            # Data-parallel runs stream disjoint recordings per rank (same number of batches on every rank).
+            rank=self.trainer.global_rank if self.trainer is not None else 0,
+            world_size=self.trainer.world_size if self.trainer is not None else 1,
         )
 
     def train_dataloader(self) -> DataLoader:

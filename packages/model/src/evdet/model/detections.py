@@ -81,6 +81,18 @@ class DetectionCollector:
             self._labels[name].append(_targets_to_boxes(targets[i], t))
             self._detections[name].append(detections_to_boxes(detections[i], t))
 
+    def state(self) -> tuple[dict, dict]:
+        """Picklable contents (labels and detections per recording), for gathering across ranks."""
+        return dict(self._labels), dict(self._detections)
+
+    def merge(self, state: tuple[dict, dict]) -> None:
+        """Add the contents another collector returned from :meth:`state` (another rank's recordings)."""
+        labels, detections = state
+        for name, parts in labels.items():
+            self._labels[name].extend(parts)
+        for name, parts in detections.items():
+            self._detections[name].extend(parts)
+
     @property
     def sequences(self) -> list[str]:
         """Recording names seen so far, sorted."""

@@ -90,6 +90,13 @@ class DetectionModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         collector, self._collector = self._collector, None
+        if collector is not None and self.trainer.world_size > 1:
+            # Each rank streamed its own recordings: gather them so every rank scores the whole split.
+            states = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(states, collector.state())
+            collector = DetectionCollector()
+            for state in states:
+                collector.merge(state)
         if collector is None or not collector.sequences or self.eval_info is None:
             return
         try:
@@ -110,11 +117,13 @@ class DetectionModule(L.LightningModule):
         optimizer = torch.optim.AdamW(
             self.parameters(), lr=float(tr["learning_rate"]), weight_decay=float(tr["weight_decay"])
         )
+        total_steps = max(int(tr["max_steps"]), 4) + 1  # one spare: the last optimiser step must not pass the end
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=float(tr["learning_rate"]),
-            total_steps=max(int(tr["max_steps"]), 2),
-            pct_start=float(sched["pct_start"]),
+            total_steps=total_steps,
+            # At least two warm-up steps: OneCycleLR divides by (warm-up steps - 1).
+            pct_start=max(float(sched["pct_start"]), 2.0 / total_steps),
             div_factor=float(sched["div_factor"]),
             final_div_factor=float(sched["final_div_factor"]),
             anneal_strategy="linear",
