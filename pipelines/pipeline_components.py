@@ -98,7 +98,9 @@ def evaluate(
     )
     if store_uri:
         prefix = f"experiments/{run['experiment']}/{run['run_id']}"
-        subprocess.run(["evdet-data", "store", "put", "--store", store_uri, results_file, f"{prefix}/experiment_results.json"], check=True)
+        for name in ("experiment_results.json", "confusion_matrix.csv"):
+            subprocess.run(["evdet-data", "store", "put", "--store", store_uri, os.path.join(results.path, name),
+                            f"{prefix}/{name}"], check=True)
         subprocess.run(["evdet-data", "store", "put", "--store", store_uri, detections, f"{prefix}/detections/{split}"], check=True)
     with open(results_file) as f:
         values = json.load(f)["metrics"]

@@ -110,7 +110,12 @@ def test_cli_refuses_to_overwrite_and_leaves_file_untouched(run_dirs, capsys):
     assert output.read_text() == "previous results\n"
     assert main(coco_args(shards, dets, output, "--overwrite")) == 0
     assert load_experiment_results(output)["metrics"]["AP"] == pytest.approx(1.0)
-    assert sorted(p.name for p in out.iterdir()) == ["experiment_results.json"]  # no temp file left behind
+    # no temp file left behind; the confusion matrix lands beside the results
+    assert sorted(p.name for p in out.iterdir()) == ["confusion_matrix.csv", "experiment_results.json"]
+    results = load_experiment_results(output)
+    counts = np.array(results["extra"]["confusion_matrix"]["counts"])
+    assert counts[-1].sum() == 0 and counts[:, -1].sum() == 0  # perfect detections: no false positive, no miss
+    assert (out / "confusion_matrix.csv").read_text().startswith("true\\predicted,")
 
 
 def test_cli_missing_detections_file_names_it(run_dirs, capsys):

@@ -35,6 +35,7 @@ def test_plain_lstm_baseline_pipeline_runs_locally(tmp_path):
     # The local profile's minimum box size (sensor px) reaches the evaluator, halved by the downsample factor.
     assert results["metrics"]["protocol"]["min_box_diag_px"] == pytest.approx(16 / 2)
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "confusion_matrix.csv").read_text().startswith("true\\predicted,Car,")
     assert list((run / "detections" / "test").glob("*.npy"))
     for stem in ("gen4", "davis346"):
         assert (run / "detect" / f"{stem}_bbox.npy").is_file()

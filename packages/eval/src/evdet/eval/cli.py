@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evdet.data.labels import EXPERIMENT_CLASSES, get_class_map
+from evdet.eval.confusion import confusion_matrix, format_confusion_csv
 from evdet.eval.coco import CAMERA_MIN_BOX_SIZE_PX, METRIC_NAMES, check_box_array, evaluate_detections
 from evdet.eval.results import RESULTS_FILE_NAME, write_experiment_results
 
@@ -231,6 +232,9 @@ def _build_parser() -> _Parser:
     coco.add_argument("--class-map", default=None,
                       help="class map the detections use (experiment8 | etram8 | grouped3; default: the config's "
                            "dataset.class_map, else the shards' own ids); shard labels are remapped to it")
+    coco.add_argument("--confusion-iou", type=float, default=0.5, help="IoU of a confusion-matrix match (0.5)")
+    coco.add_argument("--confusion-score", type=float, default=0.3,
+                      help="minimum detection score counted in the confusion matrix (0.3)")
     coco.add_argument("--overwrite", action="store_true", help="replace an existing results file")
     return parser
 
@@ -294,11 +298,23 @@ def _run_coco(args: argparse.Namespace, console: Console) -> None:
         "recordings": [s.name for s in shards],
         "evaluation_seconds": round(time.perf_counter() - started, 3),
     }
+    used = metrics["protocol"]
+    matrix = confusion_matrix(
+        [s.labels for s in shards], detections, num_classes=len(class_names),
+        min_box_diag_px=used["min_box_diag_px"], min_box_side_px=used["min_box_side_px"],
+        skip_before_us=used["skip_before_us"], iou_threshold=args.confusion_iou, score_threshold=args.confusion_score,
+    )
+    extra["confusion_matrix"] = {
+        "classes": [*class_names, "background"], "rows": "true class", "columns": "predicted class",
+        "iou_threshold": args.confusion_iou, "score_threshold": args.confusion_score, "counts": matrix.tolist(),
+    }
     written = write_experiment_results(
         target, metrics, experiment=experiment, config=config, extra=extra, overwrite=args.overwrite
     )
+    confusion_path = written.parent / "confusion_matrix.csv"
+    confusion_path.write_text(format_confusion_csv(matrix, class_names))
     _print_table(console, experiment, metrics)
-    console.print(f"wrote {written}")
+    console.print(f"wrote {written} and {confusion_path.name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
