@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evdet.data.storage import LocalStore, S3Store, put_path
-from evdet.model.checkpoint import find_resume_checkpoint, load_module
+from evdet.model.checkpoint import load_module
 from evdet.model.checkpoint_upload import CheckpointUploader
 from evdet.model.config import compose_config
 from evdet.model.predict import predict_shards

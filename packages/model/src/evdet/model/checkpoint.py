@@ -11,8 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from evdet.data.storage import Store, fetch_file, run_prefix
 from evdet.model.module import DetectionModule
 
