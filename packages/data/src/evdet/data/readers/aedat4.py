@@ -88,6 +88,19 @@ class Aedat4Reader(EventReader):
             if packet.get("stream_id") == self.stream_id and "events" in packet:
                 yield packet["events"]
 
+    def _event_packets(self) -> Iterator[Events]:
+        """The non-empty event packets as checked :class:`Events`, in file order (timestamps checked across
+        packets)."""
+        seen = 0
+        previous: int | None = None
+        for records in self._packets():
+            if len(records) == 0:
+                continue
+            packet = self._to_events(records, seen, previous)
+            seen += len(packet)
+            previous = int(packet.t[-1])
+            yield packet
+
     def _to_events(self, records: np.ndarray, first_index: int, previous_t_us: int | None) -> Events:
         """Checked :class:`Events` from a structured array of packet records."""
         return checked_events(
@@ -111,14 +124,7 @@ class Aedat4Reader(EventReader):
         self._ensure_open()
         start_us, end_us = self._check_window(t_start_us, t_end_us)
         parts: list[Events] = []
-        seen = 0
-        previous: int | None = None
-        for records in self._packets():
-            if len(records) == 0:
-                continue
-            packet = self._to_events(records, seen, previous)
-            seen += len(packet)
-            previous = int(packet.t[-1])
+        for packet in self._event_packets():
             if packet.t[0] >= end_us:
                 break
             if packet.t[-1] >= start_us:
@@ -136,14 +142,7 @@ class Aedat4Reader(EventReader):
     def _chunks(self, max_events: int) -> Iterator[Events]:
         pending: list[Events] = []
         pending_count = 0
-        seen = 0
-        previous: int | None = None
-        for records in self._packets():
-            if len(records) == 0:
-                continue
-            packet = self._to_events(records, seen, previous)
-            seen += len(packet)
-            previous = int(packet.t[-1])
+        for packet in self._event_packets():
             pending.append(packet)
             pending_count += len(packet)
             if pending_count >= max_events:

@@ -17,7 +17,7 @@ from types import TracebackType
 
 from evdet.data.events import Events
 
-__all__ = ["DEFAULT_MAX_EVENTS", "EventReader", "RecordingError"]
+__all__ = ["DEFAULT_MAX_EVENTS", "EventReader", "IndexedEventReader", "RecordingError"]
 
 #: Default upper bound on the events per chunk yielded by :meth:`EventReader.iter_chunks` (1 M events, about
 #: 13 MB as :class:`Events`: 2 + 2 + 8 + 1 bytes per event).
@@ -137,3 +137,49 @@ class EventReader(ABC):
         if isinstance(max_events, bool) or not isinstance(max_events, numbers.Integral) or max_events <= 0:
             raise ValueError(f"iter_chunks: expected max_events to be a positive int, got {max_events!r}")
         return int(max_events)
+
+
+class IndexedEventReader(EventReader):
+    """An :class:`EventReader` over a format with random access by event index (DAT records, HDF5 datasets).
+
+    Subclasses set ``num_events`` in ``__init__`` and implement :meth:`_decode` (events ``[start, stop)``, checked
+    against the previous chunk's last timestamp) and :meth:`_index_at_or_after` (first index with
+    ``t >= t_us``, by binary search); reading, window slicing and chunking are shared here.
+    """
+
+    num_events: int
+
+    @abstractmethod
+    def _decode(self, start: int, stop: int, previous_t_us: int | None) -> Events:
+        """Events with index in ``[start, stop)``; ``previous_t_us`` is the last timestamp before ``start``."""
+
+    @abstractmethod
+    def _index_at_or_after(self, t_us: int, lo: int = 0) -> int:
+        """Index of the first event at or after ``lo`` with ``t >= t_us`` (``num_events`` if none)."""
+
+    def read(self) -> Events:
+        """Return all ``num_events`` events (see :meth:`EventReader.read`)."""
+        self._ensure_open()
+        return self._decode(0, self.num_events, None)
+
+    def read_window(self, t_start_us: int, t_end_us: int) -> Events:
+        """Events with ``t_start_us <= t < t_end_us`` (µs), located by binary search on ``t`` without reading the
+        rest of the file (see :meth:`EventReader.read_window`)."""
+        self._ensure_open()
+        start_us, end_us = self._check_window(t_start_us, t_end_us)
+        lo = self._index_at_or_after(start_us)
+        hi = max(lo, self._index_at_or_after(end_us, lo))
+        return self._decode(lo, hi, None)
+
+    def iter_chunks(self, max_events: int = DEFAULT_MAX_EVENTS) -> Iterator[Events]:
+        """Yield consecutive index ranges of at most ``max_events`` events (see :meth:`EventReader.iter_chunks`)."""
+        self._ensure_open()
+        return self._chunks(self._check_max_events(max_events))
+
+    def _chunks(self, max_events: int) -> Iterator[Events]:
+        previous: int | None = None
+        for start in range(0, self.num_events, max_events):
+            self._ensure_open()
+            chunk = self._decode(start, min(start + max_events, self.num_events), previous)
+            previous = int(chunk.t[-1])
+            yield chunk

@@ -19,12 +19,11 @@ record's ``t`` is smaller than the first's, and every record after the wrap poin
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import numpy as np
 
 from evdet.data.events import Events
-from evdet.data.readers.base import DEFAULT_MAX_EVENTS, EventReader, RecordingError
+from evdet.data.readers.base import IndexedEventReader, RecordingError
 from evdet.data.readers.time_search import first_index_at_or_after
 from evdet.data.readers.validation import checked_events
 
@@ -41,7 +40,7 @@ _TIMESTAMP_PERIOD_US = 1 << 32
 _COORD_MASK = 0x3FFF  # 14 bits for x and for y
 
 
-class DatReader(EventReader):
+class DatReader(IndexedEventReader):
     """Read a Prophesee DAT v2 file (``format = "prophesee-dat"``).
 
     The header must contain ``% Version 2``, ``% Width <px>`` and ``% Height <px>``; there is no default
@@ -181,34 +180,9 @@ class DatReader(EventReader):
 
     # -- EventReader API -------------------------------------------------------------------------------------
 
-    def read(self) -> Events:
-        """Return all ``num_events`` events (see :meth:`EventReader.read`)."""
-        self._ensure_open()
-        return self._decode(0, self.num_events, None)
-
-    def read_window(self, t_start_us: int, t_end_us: int) -> Events:
-        """Events with ``t_start_us <= t < t_end_us`` (µs), located by binary search on the memory-mapped ``t``.
-
-        Reads ``O(log N)`` single timestamps plus the records in the window (see :meth:`EventReader.read_window`).
-        """
-        self._ensure_open()
-        start_us, end_us = self._check_window(t_start_us, t_end_us)
-        lo = first_index_at_or_after(self._read_t, start_us, 0, self.num_events)
-        hi = first_index_at_or_after(self._read_t, end_us, lo, self.num_events)
-        return self._decode(lo, hi, None)
-
-    def iter_chunks(self, max_events: int = DEFAULT_MAX_EVENTS) -> Iterator[Events]:
-        """Yield consecutive record ranges of at most ``max_events`` events (see :meth:`EventReader.iter_chunks`)."""
-        self._ensure_open()
-        return self._chunks(self._check_max_events(max_events))
-
-    def _chunks(self, max_events: int) -> Iterator[Events]:
-        previous: int | None = None
-        for start in range(0, self.num_events, max_events):
-            self._ensure_open()
-            chunk = self._decode(start, min(start + max_events, self.num_events), previous)
-            previous = int(chunk.t[-1])
-            yield chunk
+    def _index_at_or_after(self, t_us: int, lo: int = 0) -> int:
+        """First record index ``>= lo`` with ``t >= t_us``: ``O(log N)`` single timestamps of the memory map."""
+        return first_index_at_or_after(self._read_t, t_us, lo, self.num_events)
 
     def close(self) -> None:
         """Drop the memory map (the file is unmapped once no chunk being decoded still refers to it)."""

@@ -34,7 +34,7 @@ import hdf5plugin  # noqa: F401  (registers the Blosc / LZ4 / Zstd HDF5 filters 
 import numpy as np
 
 from evdet.data.events import Events
-from evdet.data.readers.base import DEFAULT_MAX_EVENTS, EventReader, RecordingError
+from evdet.data.readers.base import IndexedEventReader, RecordingError
 from evdet.data.readers.time_search import first_index_at_or_after
 from evdet.data.readers.validation import checked_events
 
@@ -48,7 +48,7 @@ ETRAM_SIZE_KEYS = ("events/width", "events/height")
 MS_TO_IDX_KEYS = ("ms_to_idx", "events/ms_to_idx")
 
 
-class Hdf5Reader(EventReader):
+class Hdf5Reader(IndexedEventReader):
     """Read an eTraM / Gen4 ``_td.h5`` event file (``format = "etram-hdf5"``), opened read-only.
 
     Args:
@@ -183,40 +183,13 @@ class Hdf5Reader(EventReader):
         hi_ok = hi == n or int(self._read_t(hi, hi + 1)[0]) >= target_us
         return (lo, hi) if lo_ok and hi_ok else (0, n)
 
-    def _index_at_or_after(self, target_us: int) -> int:
-        lo, hi = self._search_range(target_us)
-        return first_index_at_or_after(self._read_t, target_us, lo, hi)
+    def _index_at_or_after(self, t_us: int, lo: int = 0) -> int:
+        """First index ``>= lo`` with ``t >= t_us``: bisection of the chunked ``events/t`` inside the range the
+        millisecond index allows (the whole file without one)."""
+        search_lo, search_hi = self._search_range(t_us)
+        return max(lo, first_index_at_or_after(self._read_t, t_us, search_lo, search_hi))
 
     # -- EventReader API -------------------------------------------------------------------------------------
-
-    def read(self) -> Events:
-        """Return all ``num_events`` events (see :meth:`EventReader.read`)."""
-        self._ensure_open()
-        return self._decode(0, self.num_events, None)
-
-    def read_window(self, t_start_us: int, t_end_us: int) -> Events:
-        """Events with ``t_start_us <= t < t_end_us`` (µs), located by binary search on the chunked ``events/t``.
-
-        See :meth:`EventReader.read_window`; reads ``O(log N)`` chunks of ``events/t`` plus the window.
-        """
-        self._ensure_open()
-        start_us, end_us = self._check_window(t_start_us, t_end_us)
-        lo = self._index_at_or_after(start_us)
-        hi = max(lo, self._index_at_or_after(end_us))
-        return self._decode(lo, hi, None)
-
-    def iter_chunks(self, max_events: int = DEFAULT_MAX_EVENTS) -> Iterator[Events]:
-        """Yield consecutive index ranges of at most ``max_events`` events (see :meth:`EventReader.iter_chunks`)."""
-        self._ensure_open()
-        return self._chunks(self._check_max_events(max_events))
-
-    def _chunks(self, max_events: int) -> Iterator[Events]:
-        previous: int | None = None
-        for start in range(0, self.num_events, max_events):
-            self._ensure_open()
-            chunk = self._decode(start, min(start + max_events, self.num_events), previous)
-            previous = int(chunk.t[-1])
-            yield chunk
 
     def close(self) -> None:
         """Close the HDF5 file."""
