@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from evdet.model.postprocess import postprocess
+from evdet.model.postprocess import detection_score, postprocess
 
 
 def _row(cx, cy, w, h, obj, class_probs):
@@ -13,8 +13,12 @@ def _row(cx, cy, w, h, obj, class_probs):
 def test_box_format_and_score():
     decoded = torch.tensor([[_row(20.0, 10.0, 8.0, 4.0, 0.8, [0.1, 0.5])]])
     (det,) = postprocess(decoded)
-    assert det.shape == (1, 6) and det.dtype == torch.float32
-    assert torch.allclose(det[0], torch.tensor([16.0, 8.0, 24.0, 12.0, 0.4, 1.0]))
+    assert det.shape == (1, 7) and det.dtype == torch.float32
+    assert torch.allclose(det[0], torch.tensor([16.0, 8.0, 24.0, 12.0, 0.8, 0.5, 1.0]))
+    assert detection_score(det, "obj_x_class").tolist() == pytest.approx([0.4])
+    assert detection_score(det, "class_conf").tolist() == pytest.approx([0.5])
+    with pytest.raises(ValueError, match="score: expected one of"):
+        detection_score(det, "max")
 
 
 def test_confidence_threshold():
@@ -22,9 +26,9 @@ def test_confidence_threshold():
         [[_row(10.0, 10.0, 4.0, 4.0, 0.5, [0.5, 0.1]), _row(50.0, 50.0, 4.0, 4.0, 0.5, [0.1, 0.3])]]
     )
     kept = postprocess(decoded, conf_threshold=0.2)[0]
-    assert kept[:, 4].tolist() == pytest.approx([0.25])
+    assert detection_score(kept, "obj_x_class").tolist() == pytest.approx([0.25])
     assert len(postprocess(decoded, conf_threshold=0.1)[0]) == 2
-    assert postprocess(decoded, conf_threshold=0.3)[0].shape == (0, 6)
+    assert postprocess(decoded, conf_threshold=0.3)[0].shape == (0, 7)
 
 
 def test_class_aware_nms():
@@ -32,9 +36,9 @@ def test_class_aware_nms():
     b_same = _row(21.0, 20.0, 10.0, 10.0, 0.8, [0.9, 0.0])  # IoU 0.82 with a, class 0
     b_other = _row(21.0, 20.0, 10.0, 10.0, 0.8, [0.0, 0.9])  # same box, class 1
     same = postprocess(torch.tensor([[a, b_same]]), nms_threshold=0.65)[0]
-    assert len(same) == 1 and same[0, 4] == pytest.approx(0.81)
+    assert len(same) == 1 and float(detection_score(same, "obj_x_class")[0]) == pytest.approx(0.81)
     other = postprocess(torch.tensor([[a, b_other]]), nms_threshold=0.65)[0]
-    assert len(other) == 2 and sorted(other[:, 5].tolist()) == [0.0, 1.0]
+    assert len(other) == 2 and sorted(other[:, 6].tolist()) == [0.0, 1.0]
     # below the NMS threshold both boxes of one class survive
     assert len(postprocess(torch.tensor([[a, b_same]]), nms_threshold=0.9)[0]) == 2
 
@@ -44,7 +48,7 @@ def test_max_detections_keeps_highest_scores_per_image():
     silent = [_row(10.0, 10.0, 8.0, 8.0, 0.0, [1.0])] * 3  # score 0 < default threshold 0.001
     decoded = torch.tensor([rows, rows[:2] + silent])
     first, second = postprocess(decoded, max_detections=3)
-    assert first[:, 4].tolist() == pytest.approx([0.5, 0.4, 0.3])
+    assert detection_score(first, "obj_x_class").tolist() == pytest.approx([0.5, 0.4, 0.3])
     assert len(second) == 2
 
 

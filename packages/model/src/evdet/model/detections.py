@@ -14,21 +14,29 @@ import numpy as np
 import torch
 
 from evdet.data.labels import BBOX_DTYPE, save_boxes
+from evdet.model.postprocess import detection_score
 
 __all__ = ["DetectionCollector", "detections_to_boxes"]
 
 
-def detections_to_boxes(dets: torch.Tensor, t_us: int, scale: float = 1.0) -> np.ndarray:
-    """Convert detections ``(n, 6)`` ``[x1, y1, x2, y2, score, class_id]`` (px) to a BBOX_DTYPE array.
+def detections_to_boxes(dets: torch.Tensor, t_us: int, scale: float = 1.0, score: str = "class_conf") -> np.ndarray:
+    """Convert detections ``(n, 7)`` ``[x1, y1, x2, y2, obj_conf, class_conf, class_id]`` (px) to a BBOX_DTYPE array.
 
     Args:
-        dets: float tensor ``(n, 6)`` in input pixels.
+        dets: float tensor ``(n, 7)`` in input pixels (:func:`evdet.model.postprocess.postprocess`).
         t_us: timestamp given to every box (µs).
         scale: factor applied to coordinates (e.g. the downsample factor to go back to sensor pixels).
+        score: what ``class_confidence`` holds: ``class_conf`` (the class probability, as RVT's ``to_prophesee``
+            writes it and its evaluation ranks by) or ``obj_x_class`` (objectness x class probability).
 
     Returns:
-        ``(n,)`` BBOX_DTYPE with ``class_confidence`` = score and ``track_id`` 0.
+        ``(n,)`` BBOX_DTYPE with ``class_confidence`` = score and ``track_id`` 0; ``w = x2 - x1`` and
+        ``h = y2 - y1`` computed in float32 as the reference does.
+
+    Raises:
+        ValueError: ``dets`` is not ``(n, 7)`` or ``score`` is unknown.
     """
+    scores = detection_score(dets.detach().float(), score).cpu().numpy()
     d = dets.detach().float().cpu().numpy()
     out = np.zeros(len(d), dtype=BBOX_DTYPE)
     out["t"] = t_us
@@ -36,8 +44,8 @@ def detections_to_boxes(dets: torch.Tensor, t_us: int, scale: float = 1.0) -> np
     out["y"] = d[:, 1] * scale
     out["w"] = (d[:, 2] - d[:, 0]) * scale
     out["h"] = (d[:, 3] - d[:, 1]) * scale
-    out["class_confidence"] = d[:, 4]
-    out["class_id"] = d[:, 5].astype(np.uint32)
+    out["class_confidence"] = scores
+    out["class_id"] = d[:, 6].astype(np.uint32)
     return out
 
 
@@ -54,7 +62,8 @@ def _targets_to_boxes(targets: torch.Tensor, t_us: int) -> np.ndarray:
 class DetectionCollector:
     """Accumulates labels and detections per recording over a streamed evaluation pass."""
 
-    def __init__(self) -> None:
+    def __init__(self, score: str = "class_conf") -> None:
+        self.score = score
         self._labels: dict[str, list[np.ndarray]] = defaultdict(list)
         self._detections: dict[str, list[np.ndarray]] = defaultdict(list)
 
@@ -73,13 +82,13 @@ class DetectionCollector:
             batch_index: long ``(N,)`` batch slot of each frame.
             label_t_us: int64 ``(N,)`` label timestamp of each frame (µs).
             targets: N tensors ``(n_i, 5)`` ``[class_id, x, y, w, h]``.
-            detections: N tensors ``(m_i, 6)`` ``[x1, y1, x2, y2, score, class_id]``.
+            detections: N tensors ``(m_i, 7)`` ``[x1, y1, x2, y2, obj_conf, class_conf, class_id]``.
         """
         for i, b in enumerate(batch_index.tolist()):
             name = sequences[b]
             t = int(label_t_us[i])
             self._labels[name].append(_targets_to_boxes(targets[i], t))
-            self._detections[name].append(detections_to_boxes(detections[i], t))
+            self._detections[name].append(detections_to_boxes(detections[i], t, score=self.score))
 
     def state(self) -> tuple[dict, dict]:
         """Picklable contents (labels and detections per recording), for gathering across ranks."""

@@ -261,7 +261,8 @@ class RVT(nn.Module):
     def detect(
         self, features: Mapping[int, torch.Tensor], confidence_threshold: float, nms_threshold: float
     ) -> list[torch.Tensor]:
-        """Detections per frame: float ``(n, 6)`` rows ``[x1, y1, x2, y2, score, class_id]`` in input px."""
+        """Detections per frame: float ``(n, 7)`` rows ``[x1, y1, x2, y2, obj_conf, class_conf, class_id]`` in input
+        px (:func:`evdet.model.postprocess.postprocess`)."""
         decoded = self.head.decode(self.forward_detect(features))
         return postprocess(decoded, conf_threshold=confidence_threshold, nms_threshold=nms_threshold)
 
