@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from shard_factory import write_test_shard
+
 from evdet.data.dataset import RandomSequenceDataset, StreamingBatches, build_dataloader, collate_sequences
-from evdet.data.labels import BBOX_DTYPE
-from evdet.data.shards import Shard, ShardError, ShardWriter
+from evdet.data.shards import Shard, ShardError
 
 C, H, W, WINDOW = 4, 6, 8, 50_000
 # shard name -> (number of windows, labelled windows); window i of shard s has pixel value 20 * s + i + 1
@@ -18,23 +19,12 @@ SPEC = {"rec_a": (7, [0, 3, 6]), "rec_b": (3, [2]), "rec_c": (12, [1, 5, 9, 10, 
 
 
 def write_shard(path, number, n_windows, labelled, channels=C, complete=True):
-    writer = ShardWriter(path, channels, W, H)
-    for i in range(n_windows):
-        writer.append(np.full((channels, H, W), 20 * number + i + 1, np.uint8), (i + 1) * WINDOW)
-    rows = []
-    for k, w in enumerate(labelled):
-        t = (w + 1) * WINDOW - 10_000
-        rows += [(t, float(w), 1.0, 2.0, 3.0, k % 8, 100 * number + j, 1.0) for j in range(k + 1)]
-    labels = np.array(rows, dtype=BBOX_DTYPE)
-    t_unique, starts, counts = np.unique(labels["t"], return_index=True, return_counts=True)
-    if not complete:
-        writer._file.close()  # leave an unfinished .tmp, then fake a finished-looking name with complete False
-        return writer.tmp_path
-    writer.finish(labels, t_unique, np.asarray(labelled, np.int64), np.stack([starts, starts + counts], 1),
-                  {"width": W, "height": H, "sensor_width": 2 * W, "sensor_height": 2 * H, "downsample_factor": 2,
-                   "window_us": WINDOW, "bins": channels // 2, "clip": 10, "source": f"{path.stem}_td.h5",
-                   "dropped_degenerate_boxes": 0, "class_map": "experiment8"})
-    return path
+    """Window i has pixel value 20 * number + i + 1; the k-th labelled window w gets k + 1 boxes at x = w (sensor px,
+    halved by the reader)."""
+    frames = np.stack([np.full((channels, H, W), 20 * number + i + 1, np.uint8) for i in range(n_windows)])
+    boxes = {w: [(float(w), 2.0, 4.0, 6.0, k % 8)] * (k + 1) for k, w in enumerate(labelled)}
+    return write_test_shard(path, frames, (np.arange(n_windows) + 1) * WINDOW, boxes, downsample_factor=2,
+                            finish=complete)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +45,8 @@ def test_shard_reader(shard_dir):
     assert shard.read_representation(2, 4)[:, 0, 0, 0].tolist() == [43, 44]
     t, boxes = shard.window_labels(5)
     assert t == 6 * WINDOW - 10_000 and boxes.shape == (2, 5) and boxes.dtype == np.float32
-    assert boxes[:, 1].tolist() == [5.0, 5.0] and boxes[:, 0].tolist() == [1.0, 1.0]
+    assert boxes[:, 1].tolist() == [2.5, 2.5] and boxes[:, 0].tolist() == [1.0, 1.0]
+    assert boxes[0, 2:].tolist() == [1.0, 2.0, 3.0]  # sensor px halved by the loader rule
     assert shard.window_labels(0) == (-1, pytest.approx(np.zeros((0, 5))))
     with pytest.raises(IndexError, match="rec_c"):
         shard.read_representation(10, 13)
@@ -63,7 +54,8 @@ def test_shard_reader(shard_dir):
 
 def test_random_samples_end_at_labelled_windows(shard_dir):
     ds = RandomSequenceDataset(shard_dir, seq_len=4)
-    assert len(ds) == sum(len(v[1]) for v in SPEC.values())
+    # as RVT: only frames whose window has L - 1 windows before it in the recording are sampled
+    assert len(ds) == sum(sum(w >= 3 for w in v[1]) for v in SPEC.values())
     ends = Counter()
     for i in range(len(ds)):
         s = ds[i]
@@ -77,23 +69,19 @@ def test_random_samples_end_at_labelled_windows(shard_dir):
         ends[(s["sequence"], w)] += 1
         assert int(s["window_end_us"][-1]) == (w + 1) * WINDOW
         assert int(s["label_t_us"][-1]) == (w + 1) * WINDOW - 10_000
-        for j in range(4):  # earlier windows: consecutive, or zero padding before the recording start
+        for j in range(4):  # earlier windows: consecutive, never before the recording start
             wj = w - 3 + j
             value = int(s["representation"][j, 0, 0, 0])
-            if wj < 0:
-                assert value == 0 and int(s["window_end_us"][j]) == -1 and not bool(s["has_label"][j])
-                assert s["labels"][j].shape == (0, 5)
-            else:
-                assert value == 20 * number + wj + 1
-                assert bool(s["has_label"][j]) == (wj in SPEC[s["sequence"]][1])
-                assert s["labels"][j].shape[0] == (SPEC[s["sequence"]][1].index(wj) + 1 if s["has_label"][j] else 0)
-    assert set(ends) == {(name, w) for name, (_, lab) in SPEC.items() for w in lab}
+            assert wj >= 0 and value == 20 * number + wj + 1
+            assert bool(s["has_label"][j]) == (wj in SPEC[s["sequence"]][1])
+            assert s["labels"][j].shape[0] == (SPEC[s["sequence"]][1].index(wj) + 1 if s["has_label"][j] else 0)
+    assert set(ends) == {(name, w) for name, (_, lab) in SPEC.items() for w in lab if w >= 3}
 
 
 def test_random_loader_batches(shard_dir):
     loader = build_dataloader(shard_dir, sampling="random", batch_size=3, seq_len=2, seed=5)
     batches = list(loader)
-    assert sum(b["representation"].shape[0] for b in batches) == 9
+    assert sum(b["representation"].shape[0] for b in batches) == 8  # rec_a window 0 cannot start a 2-sequence
     b = batches[0]
     assert b["representation"].shape == (3, 2, C, H, W)
     assert len(b["labels"]) == 2 and len(b["labels"][0]) == 3

@@ -1,31 +1,20 @@
-"""Box arrays: loading real-file variants, saving, cropping, class maps."""
+"""Box arrays: loading real-file variants, saving; the reference's box filters."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from evdet.data.labels import (
-    BBOX_DTYPE,
-    CLASS_MAPS,
-    EXPERIMENT_CLASSES,
-    SMALL_OBJECT_CLASS_IDS,
-    ClassMap,
-    LabelError,
-    crop_boxes_to_frame,
-    get_class_map,
-    load_boxes,
-    save_boxes,
-)
+from evdet.data.label_selection import filter_boxes
+from evdet.data.labels import BBOX_DTYPE, ETRAM_CLASSES, LabelError, load_boxes, save_boxes
 
 
 def _boxes(rows):
     return np.array(rows, dtype=BBOX_DTYPE)
 
 
-def test_class_constants():
-    assert EXPERIMENT_CLASSES == ("Car", "Truck", "Motorcycle", "Bicycle", "Pedestrian", "Bus", "Static", "Other")
-    assert [EXPERIMENT_CLASSES[i] for i in SMALL_OBJECT_CLASS_IDS] == ["Motorcycle", "Bicycle", "Pedestrian"]
+def test_constants():
+    assert ETRAM_CLASSES == ("pedestrian", "car", "bicycle", "bus", "motorbike", "truck", "tram", "wheelchair")
     assert BBOX_DTYPE.names == ("t", "x", "y", "w", "h", "class_id", "track_id", "class_confidence")
     assert BBOX_DTYPE["t"] == np.int64 and BBOX_DTYPE["class_id"] == np.uint32
 
@@ -79,37 +68,19 @@ def test_negative_class_id_and_nonfinite_rejected(tmp_path):
         load_boxes(tmp_path / "nan_bbox.npy")
 
 
-def test_crop_to_frame_and_drop_degenerate():
+def test_reference_filters_crop_to_the_last_pixel_then_min_side_then_train_width():
     boxes = _boxes([
         (0, -5.0, 10.0, 20.0, 10.0, 0, 1, 1.0),  # crosses the left edge: cropped to x 0..15
-        (0, 95.0, 45.0, 10.0, 10.0, 1, 2, 1.0),  # crosses right and bottom: 95..100 x 45..50
-        (0, 120.0, 10.0, 5.0, 5.0, 2, 3, 1.0),  # fully outside: dropped
-        (0, 10.0, 10.0, 0.5, 8.0, 3, 4, 1.0),  # thinner than 1 px: dropped
-        (0, 99.5, 20.0, 4.0, 4.0, 4, 5, 1.0),  # 0.5 px left inside the frame: dropped
+        (0, 93.0, 43.0, 10.0, 10.0, 1, 2, 1.0),  # crosses right and bottom: clipped to the last pixel 99 / 49
+        (0, 120.0, 10.0, 5.0, 5.0, 2, 3, 1.0),  # fully outside: zero width after the crop
+        (0, 10.0, 10.0, 4.9, 8.0, 3, 4, 1.0),  # narrower than 5 px: min side
+        (0, 0.0, 20.0, 95.0, 8.0, 4, 5, 1.0),  # wider than 9 * 100 // 10 = 90: train split only
     ])
-    kept, dropped = crop_boxes_to_frame(boxes, 100, 50)
-    assert dropped == 3
+    kept, dropped = filter_boxes(boxes, 100, 50, "train")
+    assert dropped == {"crop": 1, "min_side": 1, "max_width": 1}
     assert kept["track_id"].tolist() == [1, 2]
-    np.testing.assert_allclose(kept[["x", "y", "w", "h"]].tolist(), [(0, 10, 15, 10), (95, 45, 5, 5)])
-
-
-def test_experiment8_map_is_identity_and_unknown_id_names_source():
-    cmap = get_class_map("experiment8")
-    assert cmap is CLASS_MAPS["experiment8"] and cmap.num_classes == 8
-    boxes = _boxes([(0, 0, 0, 1, 1, c, c, 1.0) for c in range(8)])
-    np.testing.assert_array_equal(cmap.remap(boxes, "a_bbox.npy"), boxes)
-    bad = _boxes([(0, 0, 0, 1, 1, 9, 0, 1.0)])
-    with pytest.raises(LabelError, match=r"rec_bbox\.npy.*\[9\].*experiment8"):
-        cmap.remap(bad, source="rec_bbox.npy")
-    with pytest.raises(ValueError, match="class_map 'nope'"):
-        get_class_map("nope")
-
-
-def test_custom_map_renumbers_and_drops():
-    cmap = ClassMap("two", ("vehicle", "person"), {10: 0, 11: 0, 20: 1, 30: None})
-    boxes = _boxes([(0, 0, 0, 1, 1, 11, 1, 1.0), (0, 0, 0, 1, 1, 30, 2, 1.0), (0, 0, 0, 1, 1, 20, 3, 1.0)])
-    out = cmap.remap(boxes, "x")
-    assert out["track_id"].tolist() == [1, 3]
-    assert out["class_id"].tolist() == [0, 1]
-    with pytest.raises(ValueError, match="maps to 5"):
-        ClassMap("bad", ("a",), {0: 5})
+    np.testing.assert_allclose(kept[["x", "y", "w", "h"]].tolist(), [(0, 10, 15, 10), (93, 43, 6, 6)])
+    val, dropped = filter_boxes(boxes, 100, 50, "val")
+    assert val["track_id"].tolist() == [1, 2, 5] and dropped["max_width"] == 0
+    with pytest.raises(LabelError, match="BBOX_DTYPE"):
+        filter_boxes(np.zeros(2), 100, 50, "train")

@@ -509,3 +509,30 @@ def test_originals_untouched_after_reading(etram_h5):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, path
     assert hashlib.sha256(etram_h5.read_bytes()).hexdigest() == h5_before
     assert {p: p.stat().st_mtime_ns for p in stats} == stats
+
+
+@pytest.mark.parametrize("suffix", [".h5"])
+def test_bad_events_dropped_and_counted_with_policy_drop(tmp_path, suffix):
+    from evdet.data.readers import BadEventLog
+    from evdet.data.synthetic import write_td_h5
+
+    t = np.arange(0, 10_000, 10, dtype=np.int64)
+    t[500] = 3  # goes back in time
+    y = np.full(len(t), 5)
+    y[[7, 800]] = 33_014  # outside a 48 px high sensor, as in two eTraM files
+    path = tmp_path / f"bad{suffix}"
+    write_td_h5(path, {"x": np.ones(len(t)), "y": y, "p": np.ones(len(t)), "t": t}, 64, 48)
+    with pytest.raises(RecordingError, match=r"bad\.h5: event 7 has y=33014"):
+        with open_recording(path) as reader:
+            reader.read()
+    with open_recording(path, on_bad_events="drop") as reader:
+        chunks = list(reader.iter_chunks(max_events=300))
+        log = reader.bad_events
+    events = np.concatenate([c.t for c in chunks])
+    assert len(events) == len(t) - 3 and np.all(np.diff(events) >= 0)
+    assert isinstance(log, BadEventLog) and log.total == 3
+    assert log.as_dict()["y"] == {"count": 2, "first_index": 7, "first_value": 33014}
+    assert log.as_dict()["t"] == {"count": 1, "first_index": 500, "first_value": 3}
+    assert "field 'y' outside [0, 48)" in log.describe(64, 48)
+    with pytest.raises(ValueError, match="on_bad_events"):
+        open_recording(path, on_bad_events="ignore")

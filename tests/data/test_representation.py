@@ -1,118 +1,125 @@
-"""Stacked histogram against a plain per-event reference, on random and on real (gen4.dat) events."""
+"""Stacked histogram against a plain per-event rederivation of the reference rules, options, sizes and errors.
+
+The bit-exact comparison with the reference's own output is in tests/reference/test_histograms.py; here random
+windows that do not sit on any grid check every option against a straightforward loop.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from evdet.data.events import Events
-from evdet.data.labels import BBOX_DTYPE, LabelError
-from evdet.data.readers import open_recording
-from evdet.data.representation import downsample_boxes, representation_size, stacked_histogram
-
-GEN4 = Path(__file__).resolve().parents[2] / "data" / "real" / "gen4.dat"
+from evdet.data.representation import HistogramConfig, representation_size, stacked_histogram, window_event_range
 
 
-def reference_histogram(events: Events, t_start: int, window: int, bins: int, clip: int, downsample: bool):
-    """Triple loop (polarity, bin, event): event is in bin b iff b*window <= (t - t_start)*bins < (b+1)*window."""
-    factor = 2 if downsample else 1
-    width = -(-events.width // factor)
-    height = -(-events.height // factor)
-    hist = np.zeros((2 * bins, height, width), dtype=np.int64)
-    for polarity in (0, 1):
-        for b in range(bins):
-            for x, y, t, p in zip(events.x.tolist(), events.y.tolist(), events.t.tolist(), events.p.tolist()):
-                scaled = (t - t_start) * bins
-                if p == polarity and t_start <= t < t_start + window and b * window <= scaled < (b + 1) * window:
-                    hist[polarity * bins + b, y // factor, x // factor] += 1
-    return np.minimum(hist, clip).astype(np.uint8)
+def loop_histogram(events: Events, t_end: int, cfg: HistogramConfig) -> np.ndarray:
+    """Per event: window [t_end - window, t_end]; bin from the window's first/last event (stretched) or the window
+    start (fixed); full-resolution counts, clip, then keep pixel (k*i + k//2) or sum k x k blocks."""
+    in_window = [(int(x), int(y), int(t), int(p)) for x, y, t, p in zip(events.x, events.y, events.t, events.p)
+                 if t_end - cfg.window_us <= t <= t_end]
+    full = np.zeros((cfg.channels, events.height, events.width), dtype=np.int64)
+    if in_window:
+        t0, t1 = in_window[0][2], in_window[-1][2]
+        for x, y, t, p in in_window:
+            if cfg.time_bins == "stretched":
+                b = min(int(np.floor(np.float32(t - t0) / np.float32(max(t1 - t0, 1)) * np.float32(cfg.bins))),
+                        cfg.bins - 1)
+            else:
+                b = min((t - (t_end - cfg.window_us)) * cfg.bins // cfg.window_us, cfg.bins - 1)
+            full[p * cfg.bins + b, y, x] += 1
+    k = cfg.downsample_factor
+    width, height = cfg.size(events.width, events.height)
+    if cfg.downsample == "sum":
+        out = np.zeros((cfg.channels, height, width), dtype=np.int64)
+        for y in range(events.height):
+            for x in range(events.width):
+                out[:, y // k, x // k] += full[:, y, x]
+        return np.minimum(out, cfg.clip).astype(np.uint8)
+    clipped = np.minimum(full, cfg.clip)
+    rows = [k * i + k // 2 for i in range(height)]
+    cols = [k * j + k // 2 for j in range(width)]
+    return clipped[:, rows][:, :, cols].astype(np.uint8)
 
 
 def random_events(rng, n, width, height, t_lo, t_hi):
     t = np.sort(rng.integers(t_lo, t_hi, n)).astype(np.int64)
-    return Events(
-        x=rng.integers(0, width, n).astype(np.uint16),
-        y=rng.integers(0, height, n).astype(np.uint16),
-        t=t,
-        p=rng.integers(0, 2, n).astype(np.uint8),
-        width=width,
-        height=height,
-    )
+    return Events(rng.integers(0, width, n).astype(np.uint16), rng.integers(0, height, n).astype(np.uint16), t,
+                  rng.integers(0, 2, n).astype(np.uint8), width, height)
 
 
-@pytest.mark.parametrize("downsample", [False, True])
-def test_random_events_match_reference(downsample):
-    rng = np.random.default_rng(0)
-    # odd sensor size (tests the half-covered last column/row), events also before and after the window,
-    # a dense 6x5 corner so that the clip is reached
-    ev = random_events(rng, 3000, 17, 11, 9_000, 71_000)
-    dense = random_events(rng, 1500, 6, 5, 10_000, 60_000)
-    merged = Events.concatenate([ev, dense], 17, 11)
+@pytest.mark.parametrize("options", [
+    dict(),                                                   # the reference
+    dict(downsample_factor=1),
+    dict(downsample_factor=3),
+    dict(time_bins="fixed"),
+    dict(downsample="sum"),
+    dict(window_us=41_003, bins=3, clip=4),
+])
+def test_random_windows_match_the_rules(options):
+    rng = np.random.default_rng(7)
+    width, height = 17, 11  # odd sizes: the last row/column of a block is partial
+    events = random_events(rng, 2500, width, height, 3_000, 120_000)
+    dense = random_events(rng, 2000, 5, 4, 20_000, 70_000)  # a dense corner reaches the clip
+    merged = Events.concatenate([events, dense], width, height)
     order = np.argsort(merged.t, kind="stable")
-    ev = Events(merged.x[order], merged.y[order], merged.t[order], merged.p[order], 17, 11)
-    for window, bins, clip in ((50_000, 10, 10), (40_000, 3, 4), (1_003, 7, 255)):
-        hist = stacked_histogram(ev, 10_000, window, bins, clip, downsample)
-        ref = reference_histogram(ev, 10_000, window, bins, clip, downsample)
-        assert hist.dtype == np.uint8
-        assert ref.sum() > 50
-        assert hist.shape == ((2 * bins, 6, 9) if downsample else (2 * bins, 11, 17))
-        np.testing.assert_array_equal(hist, ref)
-    assert stacked_histogram(ev, 10_000, 50_000, 10, 4, downsample).max() == 4  # clipped
+    events = Events(merged.x[order], merged.y[order], merged.t[order], merged.p[order], width, height)
+    cfg = HistogramConfig(**options)
+    for t_end in (61_234, 99_999, int(events.t[500])):  # off any grid; one ends exactly at an event
+        ours = stacked_histogram(events, t_end, cfg)
+        expected = loop_histogram(events, t_end, cfg)
+        assert ours.dtype == np.uint8 and ours.shape == expected.shape
+        np.testing.assert_array_equal(ours, expected)
+        assert expected.sum() > 0
 
 
-def test_real_gen4_slice_matches_reference():
-    with open_recording(GEN4) as reader:
-        assert (reader.width, reader.height) == (1280, 720)
-        t0 = 2_000_000
-        events = reader.read_window(t0 - 3_000, t0 + 12_000)  # a little outside the window on both sides
-    assert len(events) > 500
-    for downsample in (False, True):
-        hist = stacked_histogram(events, t0, window_us=10_000, bins=10, clip=10, downsample=downsample)
-        ref = reference_histogram(events, t0, 10_000, 10, 10, downsample)
-        assert hist.shape == ((20, 360, 640) if downsample else (20, 720, 1280))
-        np.testing.assert_array_equal(hist, ref)
-        assert hist.sum() > 0
+def test_both_window_ends_inclusive():
+    ev = Events(np.array([1, 2, 3], np.uint16), np.zeros(3, np.uint16), np.array([10_000, 30_000, 60_000], np.int64),
+                np.ones(3, np.uint8), 4, 2)
+    cfg = HistogramConfig(downsample_factor=1)
+    hist = stacked_histogram(ev, 60_000, cfg)  # window [10 000, 60 000]: all three events
+    assert int(hist.sum()) == 3
+    assert hist[10 + 0, 0, 1] == 1 and hist[10 + 9, 0, 3] == 1  # first event bin 0, last event bin 9 (stretched)
+    assert window_event_range(ev.t, 60_000, 50_000) == (0, 3)
+    assert window_event_range(ev.t, 59_999, 50_000) == (0, 2)
+    assert window_event_range(ev.t, 60_001, 50_000) == (1, 3)
 
 
-def test_channel_order_is_polarity_major():
-    one = Events(np.array([3], np.uint16), np.array([2], np.uint16), np.array([1_000 + 3 * 5_000 + 10]),
-                 np.array([1], np.uint8), 8, 4)
-    hist = stacked_histogram(one, 1_000)  # 50 ms, 10 bins of 5 ms: the event is in bin 3
-    assert hist.shape == (20, 4, 8)
-    assert np.argwhere(hist).tolist() == [[13, 2, 3]]
-    assert stacked_histogram(one, 1_000, downsample=True)[13, 1, 1] == 1
+def test_single_timestamp_goes_to_bin_zero_and_empty_window_is_zero():
+    ev = Events(np.array([0, 1], np.uint16), np.array([0, 1], np.uint16), np.array([5_000, 5_000], np.int64),
+                np.array([0, 1], np.uint8), 2, 2)
+    hist = stacked_histogram(ev, 20_000, HistogramConfig(downsample_factor=1))
+    assert hist[0, 0, 0] == 1 and hist[10, 1, 1] == 1 and int(hist.sum()) == 2
+    empty = stacked_histogram(ev, 200_000, HistogramConfig())
+    assert empty.shape == (20, 1, 1) and not empty.any()
 
 
-def test_empty_window_and_sizes():
-    ev = Events.empty(1280, 720)
-    assert stacked_histogram(ev, 0, downsample=True).shape == (20, 360, 640)
-    assert representation_size(1280, 720, True) == (640, 360)
-    assert representation_size(346, 260, True) == (173, 130)
-    assert representation_size(345, 259, False) == (345, 259)
+def test_sizes():
+    assert representation_size(1280, 720) == (640, 360)
+    assert representation_size(1281, 721) == (640, 360)  # nearest-exact: floor
+    assert representation_size(1281, 721, 2, "sum") == (641, 361)  # sum: the partial block is kept
+    assert representation_size(346, 260, 1) == (346, 260)
+    with pytest.raises(ValueError, match="smaller than the factor"):
+        representation_size(1, 10, 2)
 
 
-def test_bad_arguments_and_events():
-    ev = Events(np.array([9], np.uint16), np.array([0], np.uint16), np.array([5], np.int64),
-                np.array([0], np.uint8), 8, 4)
-    with pytest.raises(ValueError, match="'x'.*sensor width 8"):
-        stacked_histogram(ev, 0)
-    with pytest.raises(ValueError, match="bins"):
-        stacked_histogram(ev, 0, bins=0)
-    with pytest.raises(ValueError, match="clip"):
-        stacked_histogram(ev, 0, clip=256)
-    with pytest.raises(ValueError, match="window_us"):
-        stacked_histogram(ev, 0, window_us=0)
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(window_us=0), "window_us"),
+    (dict(bins=0), "bins"),
+    (dict(clip=256), "clip"),
+    (dict(downsample_factor=0), "downsample_factor"),
+    (dict(downsample="mean"), "downsample"),
+    (dict(time_bins="equal"), "time_bins"),
+])
+def test_bad_parameters_name_the_parameter(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HistogramConfig(**kwargs)
 
 
-def test_downsample_boxes():
-    boxes = np.array([(7, 10.0, 20.0, 30.0, 41.0, 2, 5, 1.0)], dtype=BBOX_DTYPE)
-    out = downsample_boxes(boxes, 2)
-    assert out[["x", "y", "w", "h"]].tolist() == [(5.0, 10.0, 15.0, 20.5)]
-    assert out["t"][0] == 7 and out["class_id"][0] == 2 and out.dtype == BBOX_DTYPE
-    assert boxes["x"][0] == 10.0  # input untouched
-    with pytest.raises(ValueError, match="factor"):
-        downsample_boxes(boxes, 0)
-    with pytest.raises(LabelError, match="BBOX_DTYPE"):
-        downsample_boxes(np.zeros(2), 2)
+@pytest.mark.parametrize("field, value", [("x", 9), ("y", 5), ("p", 2)])
+def test_out_of_range_events_name_the_field(field, value):
+    columns = {"x": np.array([1], np.uint16), "y": np.array([1], np.uint16), "p": np.array([1], np.uint8)}
+    columns[field] = np.array([value], columns[field].dtype)
+    ev = Events(columns["x"], columns["y"], np.array([10], np.int64), columns["p"], 8, 4)
+    with pytest.raises(ValueError, match=f"field '{field}'"):
+        stacked_histogram(ev, 10, HistogramConfig(downsample_factor=1))

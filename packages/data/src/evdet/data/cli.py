@@ -6,8 +6,16 @@ Subcommands:
   size, event count, first/last timestamp).
 * ``evdet-data synth OUT [--seed N --train N --val N --test N --duration-s S --width W --height H ...]`` — write
   the SYNTHETIC eTraM-layout dataset of :func:`evdet.data.synthetic.generate_dataset`; prints its summary.
-* ``evdet-data preprocess SRC OUT [--no-downsample --window-us US --bins B --clip C --splits S ...]`` — write
-  representation shards (:func:`evdet.data.preprocess.preprocess_dataset`); prints the report as JSON.
+* ``evdet-data preprocess SRC OUT [--splits S ... --class-names etram --windows label|grid
+  --on-bad-events error|drop --window-us US --bins B --clip C --downsample-factor K --downsample nearest_exact|sum
+  --time-bins stretched|fixed]`` — write representation shards with the reference protocol
+  (:func:`evdet.data.preprocess.preprocess_dataset`); prints the report as JSON.
+* ``evdet-data histogram RECORDING --end-us T1,T2,... --output OUT.npy [histogram options]`` — the stored
+  representation of the windows ending at those times, ``(N, 2*bins, H/k, W/k)`` uint8
+  (:func:`evdet.data.histograms.write_histograms`).
+* ``evdet-data label-stats DIR [--class-names etram]`` — per class id of the ``<name>_bbox.npy`` files below
+  ``DIR``: box count, median w, h and aspect ratio w/h (px), so the naming that fits the data can be checked
+  (:func:`evdet.data.label_stats.label_stats`).
 * ``evdet-data store put --store URI LOCAL KEY`` — copy a file or a directory tree into a store
   (:mod:`evdet.data.storage`: a local path, ``file://`` or ``s3://bucket/prefix``) at ``KEY``; prints the written
   URIs as JSON.
@@ -27,13 +35,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser with the ``info``, ``synth``, ``preprocess`` and ``store`` subcommands."""
+    """The argparse parser with the ``info``, ``synth``, ``preprocess``, ``histogram``, ``label-stats`` and ``store``
+    subcommands."""
     parser = argparse.ArgumentParser(prog="evdet-data", description="evdet event data tools")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -47,23 +57,44 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--val", type=int, default=1, help="val sequences")
     synth.add_argument("--test", type=int, default=1, help="test sequences")
     synth.add_argument("--duration-s", type=float, default=2.0, help="seconds per sequence")
-    synth.add_argument("--width", type=int, default=640, help="sensor width (px)")
-    synth.add_argument("--height", type=int, default=360, help="sensor height (px)")
-    synth.add_argument("--label-hz", type=float, default=20.0, help="label rate (Hz)")
+    synth.add_argument("--width", type=int, default=1280, help="sensor width (px; eTraM: 1280)")
+    synth.add_argument("--height", type=int, default=720, help="sensor height (px; eTraM: 720)")
+    synth.add_argument("--label-hz", type=int, default=30, choices=(30, 60), help="label rate (Hz), as eTraM")
+    synth.add_argument("--label-jitter-us", type=int, default=900,
+                       help="per-label timestamp jitter bound (µs, uniform in [-J, J], 0..900)")
     synth.add_argument("--frame-dt-us", type=int, default=2_000, help="rendering step (µs)")
+    synth.add_argument("--no-special-boxes", action="store_true",
+                       help="leave out the faulty boxes (side < 5 px, zero width, out of frame, over-wide)")
 
-    pre = sub.add_parser("preprocess", help="recordings + labels -> representation shards")
+    pre = sub.add_parser("preprocess", help="recordings + labels -> representation shards (reference protocol)")
     pre.add_argument("src", help="dataset root with one folder per split (eTraM layout)")
     pre.add_argument("out", help="output root for <split>/<name>.h5 shards")
-    pre.add_argument("--no-downsample", action="store_true", help="keep the sensor resolution")
-    pre.add_argument("--window-us", type=int, default=50_000, help="window length (µs)")
-    pre.add_argument("--bins", type=int, default=10, help="time bins per polarity")
-    pre.add_argument("--clip", type=int, default=10, help="count clip value")
     pre.add_argument("--splits", nargs="+", default=["train", "val", "test"], help="split folders")
-    pre.add_argument("--class-map", default="experiment8", help="class map name")
-    pre.add_argument("--min-box-side-px", type=float, default=1.0,
-                     help="drop boxes with a side below this after scaling/cropping (representation px)")
+    pre.add_argument("--class-names", default="etram",
+                     help="names of the raw label ids in id order: a dataset name (etram, etram_cls8_sample) or a "
+                          "comma-separated list (default: etram, the official eTraM classes)")
+    pre.add_argument("--windows", choices=("label", "grid"), default="label",
+                     help="label: windows end at the ~10 Hz object frames (reference, needs 30/60 Hz labels); "
+                          "grid: a fixed 50 ms grid, at most one label frame per window (option)")
+    pre.add_argument("--on-bad-events", choices=("error", "drop"), default="error",
+                     help="events outside the sensor or going back in time: stop with an error (default) or drop "
+                          "and count them")
+    _add_histogram_options(pre)
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    hist = sub.add_parser("histogram", help="stacked histograms of a recording for given window end times")
+    hist.add_argument("recording", help="recording (.dat, _td.h5/.hdf5, .aedat4)")
+    hist.add_argument("--end-us", required=True, help="window end times in µs, comma-separated (output keeps the order)")
+    hist.add_argument("--output", required=True, help="output .npy: (N, 2*bins, H/k, W/k) uint8")
+    hist.add_argument("--on-bad-events", choices=("error", "drop"), default="error",
+                      help="events outside the sensor or going back in time: error (default) or drop")
+    hist.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_histogram_options(hist)
+
+    stats = sub.add_parser("label-stats", help="per class id: box count and median w, h, aspect ratio (px)")
+    stats.add_argument("folder", help="a folder of <name>_bbox.npy label files (searched recursively)")
+    stats.add_argument("--class-names", default=None,
+                       help="dataset name or comma-separated names to print beside the ids (e.g. etram)")
 
     store = sub.add_parser("store", help="copy run outputs to and from a store (local path or s3://bucket/prefix)")
     store_sub = store.add_subparsers(dest="store_command", required=True)
@@ -100,22 +131,61 @@ def _run(args: argparse.Namespace) -> dict:
             width=args.width,
             height=args.height,
             label_hz=args.label_hz,
+            label_jitter_us=args.label_jitter_us,
             frame_dt_us=args.frame_dt_us,
+            special_boxes=not args.no_special_boxes,
         )
-    from evdet.data.preprocess import preprocess_dataset
+    if args.command == "histogram":
+        return _run_histogram(args)
+    if args.command == "label-stats":
+        from evdet.data.label_stats import label_stats
 
-    return preprocess_dataset(
-        args.src,
-        args.out,
-        downsample=not args.no_downsample,
-        window_us=args.window_us,
-        bins=args.bins,
-        clip=args.clip,
-        splits=tuple(args.splits),
-        class_map=args.class_map,
-        progress=not args.no_progress,
-        min_box_side_px=args.min_box_side_px,
-    )
+        return label_stats(args.folder, args.class_names)
+    from evdet.data.preprocess import PreprocessOptions, preprocess_dataset
+
+    options = PreprocessOptions(_histogram_config(args), windows=args.windows, class_names=args.class_names,
+                                on_bad_events=args.on_bad_events)
+    return preprocess_dataset(args.src, args.out, splits=tuple(args.splits), options=options,
+                              progress=not args.no_progress)
+
+
+def _add_histogram_options(parser: argparse.ArgumentParser) -> None:
+    """Stacked-histogram options shared by ``preprocess`` and ``histogram`` (defaults: the reference's)."""
+    parser.add_argument("--window-us", type=int, default=50_000, help="window length (µs)")
+    parser.add_argument("--bins", type=int, default=10, help="time bins per polarity")
+    parser.add_argument("--clip", type=int, default=10, help="count clip value")
+    parser.add_argument("--downsample-factor", type=int, default=2, help="integer resolution divisor (1: none)")
+    parser.add_argument("--downsample", choices=("nearest_exact", "sum"), default="nearest_exact",
+                        help="nearest_exact: keep one sensor pixel per cell (reference); sum: add the block (option)")
+    parser.add_argument("--time-bins", choices=("stretched", "fixed"), default="stretched",
+                        help="stretched: bins span the window's events (reference); fixed: equal slices (option)")
+
+
+def _histogram_config(args: argparse.Namespace):
+    from evdet.data.representation import HistogramConfig
+
+    return HistogramConfig(window_us=args.window_us, bins=args.bins, clip=args.clip,
+                           downsample_factor=args.downsample_factor, downsample=args.downsample,
+                           time_bins=args.time_bins)
+
+
+def _parse_end_times(text: str) -> list[int]:
+    try:
+        ends = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--end-us: expected comma-separated integer times in µs, got {text!r}") from None
+    if not ends:
+        raise ValueError(f"--end-us: expected at least one window end time in µs, got {text!r}")
+    return ends
+
+
+def _run_histogram(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    from evdet.data.histograms import write_histograms
+
+    return write_histograms(args.recording, _parse_end_times(args.end_us), Path(args.output), _histogram_config(args),
+                            on_bad_events=args.on_bad_events, overwrite=args.overwrite)
 
 
 def _run_store(args: argparse.Namespace) -> dict:
@@ -138,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         0 on success, 2 on an input error (one line on stderr). Usage errors exit with argparse's code 2.
     """
     args = build_parser().parse_args(argv)
+    logger = logging.getLogger("evdet.data")
+    if not logger.handlers:  # warnings (skipped recordings, dropped events) go to stderr, one line each
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("evdet-data: warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
     try:
         result = _run(args)
     except (ValueError, OSError) as exc:

@@ -19,9 +19,10 @@ key                    type                                  meaning
                                                              without augmentation; addition to the contract)
 =====================  ====================================  ===================================================
 
-* Random sampling (:class:`RandomSequenceDataset`, map-style): one sample per labelled window ``w`` of every
-  shard — the ``L`` windows ``w - L + 1 .. w`` (windows before the recording start are zero padding windows,
-  ``window_end_us`` -1, no label). Every sample starts a fresh recurrent state (``is_first_sample`` True).
+* Random sampling (:class:`RandomSequenceDataset`, map-style): one sample per labelled window ``w >= L - 1`` of
+  every shard — the ``L`` windows ``w - L + 1 .. w``; like RVT (``data/genx_utils/sequence_rnd.py``), object frames
+  whose sequence would start before the recording are not sampled. Every sample starts a fresh recurrent state
+  (``is_first_sample`` True).
 * Streaming sampling (:class:`StreamingBatches`, iterable, yields whole batches): the recordings are split over
   the ``B`` batch slots; each slot walks through its recordings in order in consecutive chunks of ``L``
   windows, so the recurrent state carries over between batches. ``is_first_sample`` is True at a recording's
@@ -39,15 +40,16 @@ key                    type                                  meaning
   window once); the random part cycles through its samples in a seeded order, reshuffled when used up (with no
   streaming part: ``ceil(S / B)`` batches of random samples).
 
-Class maps (``class_map``): shard labels are in :data:`~evdet.data.labels.EXPERIMENT_CLASSES` ids
-(``experiment8``, attribute ``class_map`` of the shard); a different registered map is applied on load
-(:func:`load_shards`), dropping the classes the map drops; an id unknown to the map is a
-:class:`~evdet.data.labels.LabelError` naming the shard file.
+Labels come from :class:`evdet.data.shards.Shard` (the one shard reader): boxes at the representation size as the
+reference's loader yields them, classes by name — the shard's ``class_names`` (checked against ``class_names``,
+the dataset config's list) or mapped through ``class_map`` (:mod:`evdet.data.classes`; a class the map does not
+list is a :class:`~evdet.data.labels.LabelError` naming the shard file).
 
-Augmentation (``augmentation``, training only, :mod:`evdet.data.augmentation`): one transform per random sample;
-per streaming slot one transform per recording, drawn at its first chunk and kept over all its chunks.
+Augmentation (``augmentation``, training only, :mod:`evdet.data.augmentation`): RVT's settings differ per sampling
+mode (:class:`~evdet.data.augmentation.SamplingAugmentation`): one transform per random sample (``random``
+settings); per streaming slot one transform per recording (``stream`` settings), drawn at its first chunk and kept
+over all its chunks.
 
-A window with several label timestamps (label rate above 1 / window) uses the last one (closest to its end).
 Shards are read lazily: only the small index arrays are loaded up front; histograms are read per sample from an
 HDF5 handle opened in the process (DataLoader worker) that reads them.
 """
@@ -62,81 +64,51 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-from evdet.data.augmentation import AugmentationConfig, SequenceTransform, augment_sequence, sample_transform
-from evdet.data.labels import ClassMap, get_class_map
+from evdet.data.augmentation import (AugmentationConfig, SamplingAugmentation, SequenceTransform, augment_sequence,
+                                     sample_transform)
+from evdet.data.classes import ClassMap
 from evdet.data.shards import Shard, ShardError, list_shards
 
 __all__ = [
     "MixedBatches",
     "RandomSequenceDataset",
     "StreamingBatches",
-    "apply_class_map",
     "build_dataloader",
     "collate_sequences",
     "load_shards",
     "mixed_batch_split",
 ]
 
-#: Class map the shard labels are stored in when the shard has no ``class_map`` attribute.
-SHARD_LABEL_CLASS_MAP = "experiment8"
 
-
-def apply_class_map(shard: Shard, class_map: ClassMap | str) -> None:
-    """Remap a shard's labels in place (``shard.labels``, ``shard.label_slice``) to ``class_map``'s ids.
-
-    Shard labels are in ``experiment8`` ids (attribute ``class_map``, default ``experiment8``); they are mapped
-    by ``class_map`` (boxes of classes the map drops are removed, label timestamps are kept, possibly with no
-    box left). A shard already written in ``class_map`` (same attribute) is only checked.
-
-    Raises:
-        LabelError: a box has a class id unknown to the map (message names the shard file).
-        ShardError: the shard's ``class_map`` attribute is neither ``experiment8`` nor ``class_map``'s name.
-        ValueError: ``class_map`` is not a registered name.
-    """
-    cmap = get_class_map(class_map) if isinstance(class_map, str) else class_map
-    stored = str(shard.attrs.get("class_map", SHARD_LABEL_CLASS_MAP))
-    ids = shard.labels["class_id"]
-    if stored == cmap.name:
-        identity = ClassMap(cmap.name, cmap.class_names, {i: i for i in range(cmap.num_classes)})
-        identity.target_ids(ids, source=str(shard.path))
-        return
-    if stored != SHARD_LABEL_CLASS_MAP:
-        raise ShardError(f"{shard.path}: attribute 'class_map' is {stored!r}; class map {cmap.name!r} can only "
-                         f"be applied to {SHARD_LABEL_CLASS_MAP!r} labels (or to shards already in {cmap.name!r})")
-    target = cmap.target_ids(ids, source=str(shard.path))
-    keep = target >= 0
-    kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int64)
-    labels = shard.labels[keep].copy()
-    labels["class_id"] = target[keep].astype(np.uint32)
-    shard.labels = labels
-    shard.label_slice = kept_before[shard.label_slice]
-
-
-def load_shards(shard_dir: str | Path, class_map: ClassMap | str | None = None) -> list[Shard]:
-    """Open every shard of a split folder (index arrays only) and check they share one tensor shape.
+def load_shards(shard_dir: str | Path, class_map: ClassMap | str | None = None,
+                class_names: list[str] | tuple[str, ...] | None = None) -> list[Shard]:
+    """Open every shard of a split folder (index arrays only) and check they agree on shape and classes.
 
     Args:
         shard_dir: ``<out>/<split>``.
-        class_map: remap the labels on load (:func:`apply_class_map`); ``None`` keeps the stored ids.
+        class_map: map the labels' classes by name (:class:`evdet.data.shards.Shard`); ``None`` keeps the shard's
+            classes.
+        class_names: the class names the shards must record (the dataset config's ``class_names``); ``None``
+            accepts any, as long as every shard of the folder records the same.
 
     Returns:
         :class:`~evdet.data.shards.Shard` objects sorted by file name.
 
     Raises:
-        ShardError: if the folder is missing or empty, a shard is unfinished or malformed, or two shards differ
-            in ``(channels, height, width)`` (message names the file).
-        LabelError: a label class id unknown to ``class_map`` (message names the file).
+        ShardError: if the folder is missing or empty, a shard is unfinished or malformed, or two shards differ in
+            ``(channels, height, width)`` or in their class names (message names the file).
+        LabelError: a class unknown to ``class_map`` (message names the file).
     """
-    shards = [Shard(p) for p in list_shards(shard_dir)]
-    if class_map is not None:
-        cmap = get_class_map(class_map) if isinstance(class_map, str) else class_map
-        for shard in shards:
-            apply_class_map(shard, cmap)
+    paths = list_shards(shard_dir)
+    shards = [Shard(p, class_map, expected_class_names=class_names) for p in paths]
     ref = shards[0]
     for shard in shards[1:]:
         if (shard.channels, shard.height, shard.width) != (ref.channels, ref.height, ref.width):
             raise ShardError(f"{shard.path}: representation is {shard.channels}x{shard.height}x{shard.width}, "
                              f"expected {ref.channels}x{ref.height}x{ref.width} as {ref.path.name}")
+        if shard.source_class_names != ref.source_class_names:
+            raise ShardError(f"{shard.path}: class_names {list(shard.source_class_names)} differ from "
+                             f"{ref.path.name}'s {list(ref.source_class_names)}")
     return shards
 
 
@@ -176,12 +148,12 @@ def _window_sample(shard: Shard | None, start: int, seq_len: int, channels: int,
     }
 
 
-def _augment(sample: dict, transform: SequenceTransform | None, config: AugmentationConfig | None) -> dict:
+def _augment(sample: dict, transform: SequenceTransform | None) -> dict:
     """Apply ``transform`` to a sample's windows and boxes and record ``aug_dropped_boxes`` (0 when none)."""
     dropped = 0
     if transform is not None and not transform.is_identity:
         sample["representation"], sample["labels"], dropped = augment_sequence(
-            transform, sample["representation"], sample["labels"], config
+            transform, sample["representation"], sample["labels"]
         )
     sample["aug_dropped_boxes"] = dropped
     return sample
@@ -228,13 +200,14 @@ class RandomSequenceDataset(Dataset):
     Args:
         shard_dir: a split folder of shards (``<out>/<split>``).
         seq_len: sequence length ``L`` (windows), >= 1.
-        class_map: class map applied to the labels on load (:func:`load_shards`); ``None`` keeps shard ids.
-        augmentation: training augmentation; one transform per sample, drawn from torch's global generator
-            (seeded per DataLoader worker) in ``dataset[i]``, or from ``generator`` in :meth:`sample`.
+        class_map, class_names: see :func:`load_shards`.
+        augmentation: the ``random`` settings of the training augmentation; one transform per sample, drawn from
+            torch's global generator (seeded per DataLoader worker) in ``dataset[i]``, or from ``generator`` in
+            :meth:`sample`.
 
     Attributes:
         shards: the :class:`~evdet.data.shards.Shard` objects.
-        index: ``(S, 2)`` int64 array of ``(shard number, labelled window)`` per sample.
+        index: ``(S, 2)`` int64 array of ``(shard number, labelled window)`` per sample, windows ``>= L - 1``.
 
     ``dataset[i]`` returns a dict: ``representation`` (L, C, H, W) uint8, ``labels`` list[L] of (n, 5) float32
     tensors, ``has_label`` (L,) bool, ``label_t_us`` (L,) int64, ``window_end_us`` (L,) int64,
@@ -243,8 +216,8 @@ class RandomSequenceDataset(Dataset):
 
     Raises:
         ValueError: if ``seq_len`` is not a positive integer.
-        ShardError: see :func:`load_shards`; also if no shard has a labelled window.
-        LabelError: a label class id unknown to ``class_map`` (names the file).
+        ShardError: see :func:`load_shards`; also if no shard has a labelled window at index ``L - 1`` or later.
+        LabelError: a class unknown to ``class_map`` (names the file).
     """
 
     def __init__(
@@ -253,19 +226,21 @@ class RandomSequenceDataset(Dataset):
         seq_len: int = 5,
         *,
         class_map: ClassMap | str | None = None,
+        class_names: list[str] | tuple[str, ...] | None = None,
         augmentation: AugmentationConfig | None = None,
     ) -> None:
         self.seq_len = _check_positive("seq_len", seq_len)
         self.shard_dir = Path(shard_dir)
-        self.shards = load_shards(self.shard_dir, class_map)
-        self.augmentation = augmentation if augmentation is not None and augmentation.enabled else None
+        self.shards = load_shards(self.shard_dir, class_map, class_names)
+        self.augmentation = augmentation
         rows = []
         for number, shard in enumerate(self.shards):
-            labelled = np.flatnonzero(shard.window_label_row >= 0)
+            labelled = shard.label_window_index[shard.label_window_index >= self.seq_len - 1]
             rows.append(np.stack([np.full(len(labelled), number), labelled], axis=1))
         self.index = np.concatenate(rows).astype(np.int64).reshape(-1, 2)
         if len(self.index) == 0:
-            raise ShardError(f"{self.shard_dir}: no shard has a labelled window; random sampling needs labels")
+            raise ShardError(f"{self.shard_dir}: no shard has a labelled window at index >= {self.seq_len - 1} "
+                             f"(sequence length {self.seq_len}); random sampling needs one")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -282,8 +257,9 @@ class RandomSequenceDataset(Dataset):
         sample.update(is_first_sample=True, is_padded=False, sequence=shard.name)
         transform = None
         if self.augmentation is not None:
-            transform = sample_transform(self.augmentation, shard.width, shard.height, generator)
-        return _augment(sample, transform, self.augmentation)
+            transform = sample_transform(self.augmentation, shard.width, shard.height, generator,
+                                         labels=sample["labels"])
+        return _augment(sample, transform)
 
 
 def _assign_slots(lengths: list[int], batch_size: int, order: list[int]) -> list[list[int]]:
@@ -313,9 +289,10 @@ class StreamingBatches(IterableDataset):
         seq_len: chunk length ``L`` (windows), >= 1.
         shuffle_recordings: randomise which recordings share a slot and their order (training).
         seed: seed of that shuffle and of the augmentation draws; both also change with :meth:`set_epoch`.
-        class_map: class map applied to the labels on load (:func:`load_shards`); ``None`` keeps shard ids.
-        augmentation: training augmentation; per slot, one transform per recording (drawn at its first chunk
-            from a generator seeded with ``(seed, epoch, slot)``, kept for all its chunks).
+        class_map, class_names: see :func:`load_shards`.
+        augmentation: the ``stream`` settings of the training augmentation; per slot, one transform per recording
+            (drawn at its first chunk from a generator seeded with ``(seed, epoch, slot)``, kept for all its
+            chunks).
 
     Raises:
         ValueError: if ``batch_size`` or ``seq_len`` is not a positive integer.
@@ -332,6 +309,7 @@ class StreamingBatches(IterableDataset):
         shuffle_recordings: bool = False,
         seed: int = 0,
         class_map: ClassMap | str | None = None,
+        class_names: list[str] | tuple[str, ...] | None = None,
         augmentation: AugmentationConfig | None = None,
         rank: int = 0,
         world_size: int = 1,
@@ -344,8 +322,8 @@ class StreamingBatches(IterableDataset):
             raise ValueError(f"rank must be in 0..{self.world_size - 1}, got {rank}")
         self.rank = int(rank)
         self.shard_dir = Path(shard_dir)
-        self.shards = load_shards(self.shard_dir, class_map)
-        self.augmentation = augmentation if augmentation is not None and augmentation.enabled else None
+        self.shards = load_shards(self.shard_dir, class_map, class_names)
+        self.augmentation = augmentation
         self.shuffle_recordings = bool(shuffle_recordings)
         self.seed = int(seed)
         self.epoch = 0
@@ -404,14 +382,15 @@ class StreamingBatches(IterableDataset):
                 if item is None:
                     sample = _window_sample(None, 0, self.seq_len, *shape)
                     sample.update(is_first_sample=False, is_padded=True, sequence="")
-                    sample = _augment(sample, None, None)
+                    sample = _augment(sample, None)
                 else:
                     shard, start, first = item
                     sample = _window_sample(shard, start, self.seq_len, *shape)
                     sample.update(is_first_sample=first, is_padded=False, sequence=shard.name)
                     if self.augmentation is not None and first:
-                        transforms[k] = sample_transform(self.augmentation, shard.width, shard.height, generators[k])
-                    sample = _augment(sample, transforms[k], self.augmentation)
+                        transforms[k] = sample_transform(self.augmentation, shard.width, shard.height, generators[k],
+                                                         labels=sample["labels"])
+                    sample = _augment(sample, transforms[k])
                 samples.append(sample)
             yield samples
 
@@ -457,7 +436,9 @@ class MixedBatches(IterableDataset):
         w_stream, w_random: weights of the two parts (:func:`mixed_batch_split`).
         shuffle: shuffle the streaming part's recordings (the random part is always shuffled).
         seed: seed of all shuffles and augmentation draws; they also change with :meth:`set_epoch`.
-        class_map, augmentation: as in :class:`StreamingBatches` / :class:`RandomSequenceDataset`.
+        class_map, class_names: see :func:`load_shards`.
+        augmentation: the training augmentation; its ``stream`` settings go to the streaming part, its ``random``
+            settings to the random part.
 
     Attributes:
         stream_size, random_size: ``B_stream``, ``B_random``.
@@ -480,7 +461,8 @@ class MixedBatches(IterableDataset):
         shuffle: bool = True,
         seed: int = 0,
         class_map: ClassMap | str | None = None,
-        augmentation: AugmentationConfig | None = None,
+        class_names: list[str] | tuple[str, ...] | None = None,
+        augmentation: SamplingAugmentation | None = None,
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
@@ -488,15 +470,18 @@ class MixedBatches(IterableDataset):
         self.batch_size = _check_positive("batch_size", batch_size)
         self.seq_len = _check_positive("seq_len", seq_len)
         self.shard_dir = Path(shard_dir)
+        augmentation = augmentation if augmentation is not None and augmentation.enabled else None
         self.stream_size, self.random_size = mixed_batch_split(self.batch_size, w_stream, w_random)
         self.seed = int(seed)
         self.rank = int(rank)
         self.epoch = 0
         self.stream = (StreamingBatches(shard_dir, self.stream_size, seq_len, shuffle_recordings=shuffle, seed=seed,
-                                        class_map=class_map, augmentation=augmentation, rank=rank,
+                                        class_map=class_map, class_names=class_names,
+                                        augmentation=augmentation.stream if augmentation else None, rank=rank,
                                         world_size=world_size)
                        if self.stream_size else None)
-        self.random = (RandomSequenceDataset(shard_dir, seq_len, class_map=class_map, augmentation=augmentation)
+        self.random = (RandomSequenceDataset(shard_dir, seq_len, class_map=class_map, class_names=class_names,
+                                             augmentation=augmentation.random if augmentation else None)
                        if self.random_size else None)
 
     def set_epoch(self, epoch: int) -> None:
@@ -548,7 +533,8 @@ def build_dataloader(
     w_stream: float = 1.0,
     w_random: float = 1.0,
     class_map: ClassMap | str | None = None,
-    augmentation: AugmentationConfig | Mapping[str, Any] | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    augmentation: SamplingAugmentation | Mapping[str, Any] | None = None,
     rank: int = 0,
     world_size: int = 1,
 ) -> DataLoader:
@@ -565,9 +551,8 @@ def build_dataloader(
         shuffle: random: shuffle samples (default True); stream: shuffle recordings (default False); mixed:
             shuffle the streaming part's recordings (default True).
         w_stream, w_random: mixed sampling weights (:func:`mixed_batch_split`); ignored otherwise.
-        class_map: class map (name or :class:`~evdet.data.labels.ClassMap`) applied on load; ``None`` keeps
-            the shard ids.
-        augmentation: :class:`~evdet.data.augmentation.AugmentationConfig` or its mapping
+        class_map, class_names: see :func:`load_shards`.
+        augmentation: :class:`~evdet.data.augmentation.SamplingAugmentation` or its mapping
             (``dataset.augmentation``); ``None`` or disabled: no augmentation. Pass it for training only.
         rank, world_size: data-parallel rank and number of ranks. Stream and mixed sampling split the recordings
             over the ranks (same number of batches on every rank); random sampling leaves the split to the
@@ -586,10 +571,13 @@ def build_dataloader(
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     if sampling not in ("stream", "random", "mixed"):
         raise ValueError(f"sampling must be 'stream', 'random' or 'mixed', got {sampling!r}")
-    if not isinstance(augmentation, AugmentationConfig):
-        augmentation = AugmentationConfig.from_mapping(augmentation)
+    if not isinstance(augmentation, SamplingAugmentation):
+        augmentation = SamplingAugmentation.from_mapping(augmentation)
+    if not augmentation.enabled:
+        augmentation = None
     if sampling == "random":
-        dataset = RandomSequenceDataset(shard_dir, seq_len, class_map=class_map, augmentation=augmentation)
+        dataset = RandomSequenceDataset(shard_dir, seq_len, class_map=class_map, class_names=class_names,
+                                        augmentation=augmentation.random if augmentation else None)
         generator = torch.Generator().manual_seed(int(seed))
         return DataLoader(
             dataset,
@@ -601,10 +589,12 @@ def build_dataloader(
         )
     if sampling == "stream":
         dataset = StreamingBatches(shard_dir, batch_size, seq_len, shuffle_recordings=bool(shuffle), seed=seed,
-                                   class_map=class_map, augmentation=augmentation, rank=rank,
+                                   class_map=class_map, class_names=class_names,
+                                   augmentation=augmentation.stream if augmentation else None, rank=rank,
                                    world_size=world_size)
     else:
         dataset = MixedBatches(shard_dir, batch_size, seq_len, w_stream=w_stream, w_random=w_random,
                                shuffle=True if shuffle is None else bool(shuffle), seed=seed, class_map=class_map,
-                               augmentation=augmentation, rank=rank, world_size=world_size)
+                               class_names=class_names, augmentation=augmentation, rank=rank,
+                               world_size=world_size)
     return DataLoader(dataset, batch_size=None, num_workers=min(num_workers, 1))

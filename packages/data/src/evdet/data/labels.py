@@ -1,4 +1,4 @@
-"""Bounding-box labels: the Prophesee box array, its loading/saving, frame cropping and class maps.
+"""Bounding-box labels: the Prophesee box array and its loading/saving.
 
 A label file ``<name>_bbox.npy`` (Prophesee Gen1/Gen4 and eTraM convention) holds one structured NumPy array,
 one row per box, sorted by time. :data:`BBOX_DTYPE` is the canonical form every evdet package uses; real files
@@ -8,24 +8,15 @@ accepts those and converts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 __all__ = [
     "BBOX_DTYPE",
-    "CLASS_MAPS",
     "ETRAM_CLASSES",
-    "EXPERIMENT_CLASSES",
-    "GROUPED3_CLASSES",
-    "SMALL_OBJECT_CLASS_IDS",
-    "ClassMap",
     "LabelError",
     "as_bbox_array",
-    "crop_boxes_to_frame",
-    "get_class_map",
     "load_boxes",
     "save_boxes",
 ]
@@ -46,11 +37,9 @@ BBOX_DTYPE = np.dtype(
     ]
 )
 
-#: Class names of the project's experiments; the index is the class id.
-EXPERIMENT_CLASSES: tuple[str, ...] = ("Car", "Truck", "Motorcycle", "Bicycle", "Pedestrian", "Bus", "Static", "Other")
-
-#: Ids (in :data:`EXPERIMENT_CLASSES`) of the small-object classes: Motorcycle, Bicycle, Pedestrian.
-SMALL_OBJECT_CLASS_IDS: tuple[int, ...] = (2, 3, 4)
+#: The official eTraM label ids 0..7 (Verma et al., "eTraM: Event-based Traffic Monitoring Dataset", CVPR 2024);
+#: index = class id. Other namings and the class maps between them: :mod:`evdet.data.classes`.
+ETRAM_CLASSES: tuple[str, ...] = ("pedestrian", "car", "bicycle", "bus", "motorbike", "truck", "tram", "wheelchair")
 
 # Alternative field names found in real label files -> canonical name.
 _FIELD_ALIASES = {"t": ("t", "ts")}
@@ -175,166 +164,3 @@ def save_boxes(path: str | Path, boxes: np.ndarray) -> Path:
     arr = as_bbox_array(boxes, source=str(path))
     np.save(path, arr, allow_pickle=False)
     return path if path.suffix == ".npy" else path.with_name(path.name + ".npy")
-
-
-def crop_boxes_to_frame(
-    boxes: np.ndarray, width: int, height: int, min_side_px: float = 1.0
-) -> tuple[np.ndarray, int]:
-    """Crop boxes to the frame ``[0, width] x [0, height]`` and drop degenerate ones.
-
-    A box is degenerate when, after cropping, its width or height is below ``min_side_px`` (px) — this also
-    removes boxes lying entirely outside the frame.
-
-    Args:
-        boxes: ``(M,)`` :data:`BBOX_DTYPE` array (px, top-left corner).
-        width, height: frame size (px).
-        min_side_px: smallest kept side length after cropping (px).
-
-    Returns:
-        ``(kept, n_dropped)``: the cropped non-degenerate boxes (new :data:`BBOX_DTYPE` array, row order kept)
-        and how many boxes were dropped.
-
-    Raises:
-        LabelError: if ``boxes`` is not of :data:`BBOX_DTYPE` or the frame size is not positive.
-    """
-    if not isinstance(boxes, np.ndarray) or boxes.dtype != BBOX_DTYPE:
-        raise LabelError(f"crop_boxes_to_frame: expected a BBOX_DTYPE array, got {getattr(boxes, 'dtype', boxes)}")
-    if width <= 0 or height <= 0:
-        raise LabelError(f"crop_boxes_to_frame: frame size must be positive, got {width}x{height}")
-    x1 = np.clip(boxes["x"], 0.0, float(width))
-    y1 = np.clip(boxes["y"], 0.0, float(height))
-    x2 = np.clip(boxes["x"] + boxes["w"], 0.0, float(width))
-    y2 = np.clip(boxes["y"] + boxes["h"], 0.0, float(height))
-    out = boxes.copy()
-    out["x"], out["y"] = x1, y1
-    out["w"], out["h"] = x2 - x1, y2 - y1
-    keep = (out["w"] >= min_side_px) & (out["h"] >= min_side_px)
-    return out[keep], int(len(boxes) - keep.sum())
-
-
-@dataclass(frozen=True)
-class ClassMap:
-    """A mapping from a label source's class ids to the experiment's class ids.
-
-    Attributes:
-        name: key in :data:`CLASS_MAPS`.
-        class_names: target class names; the index is the target class id.
-        mapping: source class id -> target class id, or ``None`` to drop boxes of that source class.
-
-    Raises:
-        ValueError: on construction, if a target id is outside ``range(len(class_names))``.
-    """
-
-    name: str
-    class_names: tuple[str, ...]
-    mapping: Mapping[int, int | None] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for src, dst in self.mapping.items():
-            if dst is not None and not 0 <= dst < len(self.class_names):
-                raise ValueError(f"ClassMap '{self.name}': source id {src} maps to {dst}, "
-                                 f"expected 0..{len(self.class_names) - 1} or None")
-
-    @property
-    def num_classes(self) -> int:
-        """Number of target classes."""
-        return len(self.class_names)
-
-    def target_ids(self, class_ids: np.ndarray, source: str = "<array>") -> np.ndarray:
-        """Target id of each source class id, ``-1`` where the map drops the class.
-
-        Args:
-            class_ids: ``(M,)`` integer source class ids.
-            source: file the ids came from, named in errors.
-
-        Returns:
-            ``(M,)`` int64 target ids in ``0..num_classes - 1`` or ``-1``.
-
-        Raises:
-            LabelError: if an id is unknown to the map (message names ``source``, the ids and the map).
-        """
-        ids = np.asarray(class_ids).astype(np.int64, copy=False).reshape(-1)
-        present = np.unique(ids)
-        unknown = [int(i) for i in present if int(i) not in self.mapping]
-        if unknown:
-            raise LabelError(f"{source}: field 'class_id' has ids {unknown} unknown to class map '{self.name}' "
-                             f"(known source ids: {sorted(self.mapping)})")
-        if not len(present):
-            return np.zeros(0, dtype=np.int64)
-        lut = np.full(int(present.max()) + 1, -1, dtype=np.int64)
-        for src in present:
-            dst = self.mapping[int(src)]
-            lut[int(src)] = -1 if dst is None else dst
-        return lut[ids]
-
-    def remap(self, boxes: np.ndarray, source: str = "<array>") -> np.ndarray:
-        """Return the boxes with ``class_id`` mapped to target ids; boxes of dropped classes are removed.
-
-        Args:
-            boxes: ``(M,)`` :data:`BBOX_DTYPE` array.
-            source: file the boxes came from, named in errors.
-
-        Returns:
-            ``(M',)`` :data:`BBOX_DTYPE` array, ``M' <= M``, row order kept.
-
-        Raises:
-            LabelError: if a box has a class id the map does not know (message names ``source``, the id and
-                the map).
-        """
-        boxes = as_bbox_array(boxes, source=source) if boxes.dtype != BBOX_DTYPE else boxes
-        target = self.target_ids(boxes["class_id"], source=source)
-        keep = target >= 0
-        out = boxes[keep].copy()
-        out["class_id"] = target[keep].astype(np.uint32)
-        return out
-
-
-#: Official eTraM classes (Verma et al., "eTraM: Event-based Traffic Monitoring Dataset", CVPR 2024); index =
-#: class id.
-ETRAM_CLASSES: tuple[str, ...] = ("pedestrian", "car", "bicycle", "bus", "motorbike", "truck", "tram", "wheelchair")
-
-#: Three-class grouping of traffic participants; index = class id.
-GROUPED3_CLASSES: tuple[str, ...] = ("pedestrian", "vehicle", "micromobility")
-
-#: Registered class maps by name; every map reads :data:`EXPERIMENT_CLASSES` ids (the ids stored in the shards).
-#:
-#: * ``experiment8``: identity over :data:`EXPERIMENT_CLASSES` (0..7), e.g. the synthetic dataset of
-#:   :mod:`evdet.data.synthetic`.
-#: * ``etram8``: :data:`ETRAM_CLASSES`. Car -> car, Truck -> truck, Motorcycle -> motorbike, Bicycle -> bicycle,
-#:   Pedestrian -> pedestrian, Bus -> bus. Static and Other have no eTraM counterpart and are dropped; tram and
-#:   wheelchair have no source class, so with experiment8 shards they stay without labels (their AP is undefined).
-#: * ``grouped3``: :data:`GROUPED3_CLASSES`. Pedestrian -> pedestrian; Car, Truck, Bus -> vehicle; Bicycle,
-#:   Motorcycle -> micromobility (the two-wheelers: small, fast-turning road users, the small-object classes
-#:   :data:`SMALL_OBJECT_CLASS_IDS` minus Pedestrian); Static and Other are dropped.
-CLASS_MAPS: dict[str, ClassMap] = {
-    "experiment8": ClassMap(
-        name="experiment8",
-        class_names=EXPERIMENT_CLASSES,
-        mapping={i: i for i in range(len(EXPERIMENT_CLASSES))},
-    ),
-    "etram8": ClassMap(
-        name="etram8",
-        class_names=ETRAM_CLASSES,
-        # experiment id -> eTraM id: Car 0->1, Truck 1->5, Motorcycle 2->4, Bicycle 3->2, Pedestrian 4->0,
-        # Bus 5->3, Static 6 and Other 7 dropped
-        mapping={0: 1, 1: 5, 2: 4, 3: 2, 4: 0, 5: 3, 6: None, 7: None},
-    ),
-    "grouped3": ClassMap(
-        name="grouped3",
-        class_names=GROUPED3_CLASSES,
-        # experiment id -> group: Car, Truck, Bus -> vehicle 1; Motorcycle, Bicycle -> micromobility 2;
-        # Pedestrian -> pedestrian 0; Static, Other dropped
-        mapping={0: 1, 1: 1, 2: 2, 3: 2, 4: 0, 5: 1, 6: None, 7: None},
-    ),
-}
-
-
-def get_class_map(name: str) -> ClassMap:
-    """Return the registered :class:`ClassMap` called ``name``.
-
-    Raises:
-        ValueError: if ``name`` is not in :data:`CLASS_MAPS` (the message lists the known names).
-    """
-    if name not in CLASS_MAPS:
-        raise ValueError(f"class_map '{name}' is unknown; known: {sorted(CLASS_MAPS)}")
-    return CLASS_MAPS[name]

@@ -1,41 +1,54 @@
-"""``evdet-data preprocess``: raw recordings + labels (eTraM layout) -> representation shards.
+"""``evdet-data preprocess``: raw recordings + labels (eTraM layout) -> representation shards, as the reference does.
 
 Input, per split folder ``<src>/<split>/``: recordings ``<name>_td.h5`` (eTraM; ``_td.hdf5`` and Prophesee
-``_td.dat`` are accepted too) each with its labels ``<name>_bbox.npy``. Output: one shard
-``<out>/<split>/<name>.h5`` per recording in the layout of :mod:`evdet.data.shards` / ``docs/architecture.md``.
+``_td.dat`` are accepted too) each with its labels ``<name>_bbox.npy``. Output: one shard ``<out>/<split>/<name>.h5``
+per recording (:mod:`evdet.data.shards`, ``docs/architecture.md``).
 
-Windows: a fixed grid of ``window_us`` windows aligned to multiples of ``window_us`` on the recording's time
-axis. The first window is the one containing the earlier of the first event and the first label timestamp
-(``origin = floor(min(t_first_event, t_first_label) / window_us) * window_us``); windows continue until both
-the last event (``t < end``) and the last label timestamp (``t <= end``) are covered. Windows without events are
-kept (all-zero histograms) so time passes regularly for the recurrent model. Events are streamed with the
-reader's ``iter_chunks`` (memory bounded by one chunk plus one window), cut by
-:func:`evdet.data.windows.iter_windows` and turned into stacked histograms
-(:func:`evdet.data.representation.stacked_histogram`; RVT, Gehrig & Scaramuzza, CVPR 2023, Sec. 3.1/4).
+Per recording, following eTraM's RVT preprocessing (``rvt_eTram/scripts/genx/preprocess_dataset.py``; RVT,
+Gehrig & Scaramuzza, CVPR 2023, Sec. 4.1):
 
-Labels: class ids mapped with the chosen :class:`~evdet.data.labels.ClassMap`, scaled by the downsample factor,
-cropped to the representation frame; a box whose cropped width or height is below ``min_box_side_px``
-(default 1 px, in representation pixels) is degenerate: dropped and counted (attribute
-``dropped_degenerate_boxes``). Label timestamps are those of the kept boxes; each is assigned to the first
-window whose end is ``>= t`` (the window that ends at or just after the label).
+1. The labels decide everything about time (:mod:`evdet.data.label_selection`): the box filters, the ~10 Hz object
+   frames out of 30/60 Hz labels, and the end times of the 50 ms event windows, each object frame ending one
+   window. ``--windows grid`` keeps evdet's former fixed 50 ms grid instead (any label rate). A recording without
+   usable labels is skipped, as the reference skips it, and listed in the report.
+2. The events are streamed once (:func:`evdet.data.windows.iter_window_events`) and each window becomes a stacked
+   histogram (:mod:`evdet.data.representation`: both window ends inclusive, time bins stretched over the events
+   present, histogram at full resolution, clipped, nearest-exact downsampling by 2).
+3. Events outside the sensor, with a polarity other than 0/1, or stamped before an earlier event: with
+   ``on_bad_events="error"`` (default) the recording fails with one message naming the file, the field, the first
+   index and the count; ``"drop"`` removes them, counts them in the shard attribute ``bad_events`` and logs one
+   warning per file.
+
+Shards are written to ``<name>.h5.tmp`` and renamed when complete; a finished shard is skipped on a rerun when it
+was made from the same source with the same options, and refused (one error) when the options differ.
 """
 
 from __future__ import annotations
 
-import itertools
+import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from evdet.data.labels import ClassMap, crop_boxes_to_frame, get_class_map, load_boxes
-from evdet.data.readers import DEFAULT_MAX_EVENTS, RecordingError, open_recording
-from evdet.data.representation import downsample_boxes, representation_size, stacked_histogram
-from evdet.data.shards import ShardWriter, is_complete_shard
-from evdet.data.windows import iter_windows
+from evdet.data.classes import resolve_class_names
+from evdet.data.label_selection import WINDOW_ALIGNMENTS, NoLabelsError, grid_selection, select_labels
+from evdet.data.labels import LabelError, load_boxes
+from evdet.data.readers import BAD_EVENT_POLICIES, DEFAULT_MAX_EVENTS, EventReader, open_recording
+from evdet.data.representation import HistogramConfig, stacked_histogram
+from evdet.data.shards import Shard, ShardWriter, is_complete_shard, read_shard_attrs
+from evdet.data.windows import iter_window_events
 
-__all__ = ["RECORDING_SUFFIXES", "PreprocessError", "find_sequences", "preprocess_dataset", "preprocess_sequence"]
+__all__ = [
+    "RECORDING_SUFFIXES",
+    "PreprocessError",
+    "PreprocessOptions",
+    "find_sequences",
+    "preprocess_dataset",
+    "preprocess_sequence",
+]
+
+log = logging.getLogger(__name__)
 
 #: File-name endings of recordings picked up in a split folder; the part before is the sequence name.
 RECORDING_SUFFIXES = ("_td.h5", "_td.hdf5", "_td.dat")
@@ -44,6 +57,42 @@ _LABEL_SUFFIX = "_bbox.npy"
 
 class PreprocessError(ValueError):
     """Preprocessing input or output is unusable; the message names the file or folder and what was expected."""
+
+
+class PreprocessOptions:
+    """Everything that decides a shard's content, validated once.
+
+    Args:
+        histogram: the stacked-histogram parameters (default: the reference's).
+        windows: :data:`~evdet.data.label_selection.WINDOW_ALIGNMENTS` (``label``: reference; ``grid``: option).
+        class_names: names of the raw label ids in id order: a dataset name of
+            :data:`~evdet.data.classes.DATASET_CLASS_NAMES` (``etram``), a comma-separated list or a sequence.
+        on_bad_events: :data:`~evdet.data.readers.BAD_EVENT_POLICIES`.
+        max_events: events per streamed chunk.
+
+    Raises:
+        ValueError: an invalid value (the message names the option).
+    """
+
+    def __init__(self, histogram: HistogramConfig | None = None, windows: str = "label",
+                 class_names: str | list[str] | tuple[str, ...] = "etram", on_bad_events: str = "error",
+                 max_events: int = DEFAULT_MAX_EVENTS) -> None:
+        if windows not in WINDOW_ALIGNMENTS:
+            raise ValueError(f"windows: expected one of {list(WINDOW_ALIGNMENTS)}, got {windows!r}")
+        if on_bad_events not in BAD_EVENT_POLICIES:
+            raise ValueError(f"on_bad_events: expected one of {list(BAD_EVENT_POLICIES)}, got {on_bad_events!r}")
+        if int(max_events) < 1:
+            raise ValueError(f"max_events: expected a positive number of events, got {max_events!r}")
+        self.histogram = histogram if histogram is not None else HistogramConfig()
+        self.windows = windows
+        self.class_names = resolve_class_names(class_names)
+        self.on_bad_events = on_bad_events
+        self.max_events = int(max_events)
+
+    def shard_attrs(self) -> dict:
+        """The options as shard attributes (what a rerun compares)."""
+        return {**self.histogram.as_attrs(), "windows": self.windows, "class_names": list(self.class_names),
+                "on_bad_events": self.on_bad_events}
 
 
 def find_sequences(split_dir: str | Path) -> list[tuple[str, Path, Path]]:
@@ -78,231 +127,216 @@ def find_sequences(split_dir: str | Path) -> list[tuple[str, Path, Path]]:
     return found
 
 
-def _check_histogram_params(window_us: int, bins: int, clip: int) -> None:
-    """ValueError naming the parameter unless ``window_us > 0``, ``bins >= 1`` and ``0 <= clip <= 255``."""
-    values = {"window_us": window_us, "bins": bins, "clip": clip}
-    valid = {"window_us": window_us > 0, "bins": bins >= 1, "clip": 0 <= clip <= 255}
-    for name, ok in valid.items():
-        if not ok:
-            raise ValueError(f"preprocess: {name}={values[name]} is out of range "
-                             "(need window_us > 0, bins >= 1, 0 <= clip <= 255)")
+def _event_time_span(reader: EventReader, max_events: int) -> tuple[int, int]:
+    """First and last event time (µs) of a recording (``grid`` windows need them before the histograms)."""
+    first = last = None
+    for chunk in reader.iter_chunks(max_events):
+        if len(chunk):
+            first = int(chunk.t[0]) if first is None else first
+            last = int(chunk.t[-1])
+    return (first, last) if first is not None else (0, 0)
 
 
-def _label_index(boxes: np.ndarray, window_end_us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(label_t_us, label_window_index, label_slice)`` for ``boxes`` sorted by ``t``."""
-    label_t, starts, counts = np.unique(boxes["t"], return_index=True, return_counts=True)
-    window_index = np.searchsorted(window_end_us, label_t, side="left").astype(np.int64)
-    label_slice = np.stack([starts, starts + counts], axis=1).astype(np.int64).reshape(-1, 2)
-    return label_t.astype(np.int64), window_index, label_slice
+def _bad_events_error(recording: Path, reader: EventReader) -> PreprocessError:
+    assert reader.bad_events is not None
+    return PreprocessError(f"{recording}: {reader.bad_events.describe(reader.width, reader.height)}; rerun with "
+                           "--on-bad-events drop to remove them (counted in the shard)")
 
 
 def preprocess_sequence(
     recording: str | Path,
     label_path: str | Path,
     out_path: str | Path,
-    *,
-    downsample: bool = True,
-    window_us: int = 50_000,
-    bins: int = 10,
-    clip: int = 10,
-    class_map: ClassMap | str = "experiment8",
-    min_box_side_px: float = 1.0,
-    max_events: int = DEFAULT_MAX_EVENTS,
+    split: str,
+    options: PreprocessOptions | None = None,
 ) -> dict:
-    """Turn one recording and its labels into one shard (see the module docstring for windows and labels).
+    """Turn one recording and its labels into one shard (module docstring for the rules).
 
-    Writes ``<out_path>.tmp`` and renames it to ``out_path`` when finished; on any error the ``.tmp`` file is
-    removed and nothing is left at ``out_path``.
+    Writes ``<out_path>.tmp`` and renames it to ``out_path`` when finished; on any error (or Ctrl-C) the ``.tmp``
+    file is removed and nothing is left at ``out_path``.
 
     Args:
         recording: event file readable by :func:`evdet.data.readers.open_recording`.
         label_path: its ``_bbox.npy`` (sensor px).
         out_path: shard path ``<out>/<split>/<name>.h5``; the folder must exist.
-        downsample: halve the resolution (factor 2) of histograms and boxes.
-        window_us, bins, clip: stacked-histogram parameters (RVT: 50 ms, 10, 10).
-        class_map: a :class:`ClassMap` or its name in :data:`~evdet.data.labels.CLASS_MAPS`.
-        min_box_side_px: smallest kept box side after scaling and cropping (representation px).
-        max_events: events per streamed chunk.
+        split: ``train`` applies the train-only box filter; any other name is treated as val/test.
+        options: the :class:`PreprocessOptions` (default: the reference protocol).
 
     Returns:
-        ``{"name", "windows", "boxes", "label_timestamps", "dropped_degenerate_boxes", "events"}``.
+        ``{"name", "windows", "label_frames", "boxes", "dropped_boxes", "bad_events", "label_hz"}``.
 
     Raises:
-        RecordingError: if the recording is missing, corrupt or truncated (message names the file).
-        LabelError: if the labels are malformed or hold a class unknown to ``class_map`` (names the file).
-        PreprocessError: if the events are not time-ordered across chunks (names the file).
-        ValueError: if ``window_us``, ``bins``, ``clip`` or ``class_map`` is invalid.
+        NoLabelsError: no box survives the filters or no label lies at or after 100 ms (nothing written).
+        LabelError: malformed labels, a label rate other than 30/60 Hz with ``label`` windows, a frame-selection
+            abort of the reference (names the file), or a class id beyond ``class_names``.
+        RecordingError: the recording is missing, corrupt or truncated (names the file).
+        PreprocessError: bad events with ``on_bad_events="error"`` (names file, field, first index and count).
     """
     recording, label_path, out_path = Path(recording), Path(label_path), Path(out_path)
-    _check_histogram_params(window_us, bins, clip)
-    cmap = get_class_map(class_map) if isinstance(class_map, str) else class_map
-    factor = 2 if downsample else 1
+    opts = options if options is not None else PreprocessOptions()
+    hist = opts.histogram
+    boxes = load_boxes(label_path)
+    if len(boxes) and int(boxes["class_id"].max()) >= len(opts.class_names):
+        raise LabelError(f"{label_path}: field 'class_id' has id {int(boxes['class_id'].max())}, but the class names "
+                         f"{list(opts.class_names)} cover ids 0..{len(opts.class_names) - 1} (--class-names)")
 
-    boxes = cmap.remap(load_boxes(label_path), source=str(label_path))
-    boxes = boxes[np.argsort(boxes["t"], kind="stable")]
-
-    with open_recording(recording) as reader:
+    with open_recording(recording, on_bad_events="drop") as reader:
         sensor_w, sensor_h = int(reader.width), int(reader.height)
-        rep_w, rep_h = representation_size(sensor_w, sensor_h, downsample)
-        boxes = downsample_boxes(boxes, factor)
-        boxes, dropped = crop_boxes_to_frame(boxes, rep_w, rep_h, min_side_px=min_box_side_px)
-
-        chunks = reader.iter_chunks(max_events)
-        first_chunk = next((c for c in chunks if len(c) > 0), None)
-        starts = []
-        if first_chunk is not None:
-            starts.append(int(first_chunk.t[0]))
-        if len(boxes):
-            starts.append(int(boxes["t"][0]))
-        origin = (min(starts) // window_us) * window_us if starts else 0
-        last_label = int(boxes["t"][-1]) if len(boxes) else None
-
-        n_events = 0
-        with ShardWriter(out_path, 2 * bins, rep_w, rep_h) as writer:
-            if first_chunk is not None:
-                stream = itertools.chain([first_chunk], chunks)
-                try:
-                    for start, events in iter_windows(stream, sensor_w, sensor_h, window_us, t_start_us=origin):
-                        n_events += len(events)
-                        writer.append(stacked_histogram(events, start, window_us, bins, clip, downsample),
-                                      start + window_us)
-                except RecordingError:
-                    raise
-                except ValueError as exc:
-                    raise PreprocessError(f"{recording}: {exc}") from None
-            if last_label is not None:  # empty windows until a window end is >= the last label timestamp
-                empty = np.zeros((2 * bins, rep_h, rep_w), np.uint8)
-                while writer.num_windows == 0 or origin + writer.num_windows * window_us < last_label:
-                    writer.append(empty, origin + (writer.num_windows + 1) * window_us)
-            label_t, window_index, label_slice = _label_index(boxes, writer.window_end_us)
+        rep_w, rep_h = hist.size(sensor_w, sensor_h)
+        if opts.windows == "label":
+            selection = select_labels(boxes, sensor_w, sensor_h, split, window_us=hist.window_us,
+                                      source=str(label_path))
+        else:
+            with open_recording(recording, on_bad_events="drop") as scan:
+                first, last = _event_time_span(scan, opts.max_events)
+            selection = grid_selection(boxes, sensor_w, sensor_h, split, first, last, window_us=hist.window_us,
+                                       source=str(label_path))
+        with ShardWriter(out_path, hist.channels, rep_w, rep_h) as writer:
+            chunks = iter(reader.iter_chunks(opts.max_events))
+            for end, events in iter_window_events(chunks, selection.window_end_us, hist.window_us, sensor_w,
+                                                  sensor_h):
+                if opts.on_bad_events == "error" and reader.bad_events.total:
+                    break
+                writer.append(stacked_histogram(events, end, hist), end)
+            for _ in chunks:  # read the rest of the file: every bad event is counted, whatever the label span
+                pass
+            if opts.on_bad_events == "error" and reader.bad_events.total:
+                raise _bad_events_error(recording, reader)
+            bad = reader.bad_events.as_dict()
+            if bad["total"]:
+                log.warning("%s: dropped %s", recording, reader.bad_events.describe(sensor_w, sensor_h))
             writer.finish(
-                boxes,
-                label_t,
-                window_index,
-                label_slice,
+                selection.labels,
+                selection.frame_t_us,
+                selection.frame_window_index,
+                selection.frame_label_slice,
                 {
+                    **opts.shard_attrs(),
                     "width": rep_w,
                     "height": rep_h,
                     "sensor_width": sensor_w,
                     "sensor_height": sensor_h,
-                    "downsample_factor": factor,
-                    "window_us": int(window_us),
-                    "bins": int(bins),
-                    "clip": int(clip),
+                    "split": split,
+                    "label_hz": int(selection.label_hz),
+                    "frame_step_us": int(selection.step_us),
                     "source": recording.name,
-                    "dropped_degenerate_boxes": int(dropped),
-                    "class_map": cmap.name,
-                    "class_names": list(cmap.class_names),
+                    "source_bytes": int(recording.stat().st_size),
+                    "labels_source": label_path.name,
+                    "labels_bytes": int(label_path.stat().st_size),
+                    "dropped_boxes": selection.dropped,
+                    "bad_events": bad,
                 },
             )
-            n_windows = writer.num_windows
     return {
         "name": out_path.stem,
-        "windows": int(n_windows),
-        "boxes": int(len(boxes)),
-        "label_timestamps": int(len(label_t)),
-        "dropped_degenerate_boxes": int(dropped),
-        "events": int(n_events),
+        "windows": int(len(selection.window_end_us)),
+        "label_frames": int(len(selection.frame_t_us)),
+        "boxes": int(len(selection.labels)),
+        "dropped_boxes": selection.dropped,
+        "bad_events": int(bad["total"]),
+        "label_hz": int(selection.label_hz),
     }
 
 
-def _existing_shard_stats(path: Path, expected: dict) -> dict:
-    """Stats of a finished shard; PreprocessError if it was made with other parameters."""
-    import h5py  # local: only needed for skipped shards
+_REPORT_KEYS = ("sequences_done", "sequences_skipped", "sequences_without_labels", "windows", "label_frames", "boxes",
+                "bad_events_dropped")
 
-    with h5py.File(path, "r") as f:
-        for key, value in expected.items():
-            stored = f.attrs.get(key)
-            stored = stored.item() if isinstance(stored, np.generic) else stored
-            if stored != value:
-                raise PreprocessError(f"{path}: finished shard has {key}={stored!r}, this run wants {value!r}; "
-                                      "delete it or choose another output folder")
-        return {
-            "windows": int(f["representation"].shape[0]),
-            "boxes": int(f["labels"].shape[0]),
-            "label_timestamps": int(f["label_t_us"].shape[0]),
-            "dropped_degenerate_boxes": int(f.attrs["dropped_degenerate_boxes"]),
-        }
+
+def _existing_shard_stats(path: Path, recording: Path, label_path: Path, split: str, options: PreprocessOptions) -> dict:
+    """Stats of a finished shard made from the same inputs with the same options; PreprocessError otherwise."""
+    attrs = read_shard_attrs(path)
+    expected = {**options.shard_attrs(), "split": split, "source": recording.name,
+                "source_bytes": int(recording.stat().st_size), "labels_source": label_path.name,
+                "labels_bytes": int(label_path.stat().st_size)}
+    for key, value in expected.items():
+        if attrs.get(key) != value:
+            raise PreprocessError(f"{path}: finished shard has {key}={attrs.get(key)!r}, this run wants {value!r}; "
+                                  "delete it or choose another output folder")
+    shard = Shard(path)
+    return {"windows": shard.num_windows, "label_frames": shard.num_frames, "boxes": int(len(shard.labels)),
+            "bad_events": int(attrs.get("bad_events", {}).get("total", 0))}
 
 
 def preprocess_dataset(
     src_dir: str | Path,
     out_dir: str | Path,
     *,
-    downsample: bool = True,
-    window_us: int = 50_000,
-    bins: int = 10,
-    clip: int = 10,
     splits: tuple[str, ...] | list[str] = ("train", "val", "test"),
-    class_map: str = "experiment8",
+    options: PreprocessOptions | None = None,
     progress: bool = True,
-    min_box_side_px: float = 1.0,
-    max_events: int = DEFAULT_MAX_EVENTS,
 ) -> dict:
     """Preprocess every sequence of the given splits (eTraM layout) into shards; resumable.
 
-    Finished shards (attribute ``complete`` True, same ``window_us``/``bins``/``clip``/``downsample_factor``/
-    ``class_map``) are skipped; a leftover ``<name>.h5.tmp`` from an interrupted run is redone. Sequences run
-    in sorted order per split; an error stops the run, shards finished before it stay intact.
+    Sequences run in sorted order per split; an error stops the run, shards finished before it stay intact. A
+    finished shard with the same inputs (file names and sizes) and options is skipped; one made otherwise is an
+    error. A recording without usable labels (:class:`~evdet.data.label_selection.NoLabelsError`) is skipped as
+    the reference skips it, logged, and listed under ``without_labels``.
 
     Args:
         src_dir: dataset root holding one folder per split.
-        out_dir: output root; ``<out_dir>/<split>/<name>.h5`` is written.
-        downsample, window_us, bins, clip, class_map, min_box_side_px, max_events: see
-            :func:`preprocess_sequence`.
+        out_dir: output root; ``<out_dir>/<split>/<name>.h5`` is written. Must not be ``src_dir`` or inside a split
+            folder of it.
         splits: split folder names to process (all must exist).
+        options: :class:`PreprocessOptions` (default: the reference protocol, eTraM class names).
         progress: show a tqdm progress bar (stderr) over the sequences.
 
     Returns:
-        Report dict: ``src_dir``, ``out_dir``, ``splits`` -> per split ``sequences_done``,
-        ``sequences_skipped``, ``windows``, ``boxes_kept``, ``label_timestamps``, ``degenerate_dropped``
-        (windows/boxes/dropped count every shard of the split, done now or skipped), and ``totals`` (same keys
-        summed over splits).
+        Report dict: ``src_dir``, ``out_dir``, ``options``, ``splits`` -> per split ``sequences_done``,
+        ``sequences_skipped``, ``sequences_without_labels``, ``windows``, ``label_frames``, ``boxes``,
+        ``bad_events_dropped``, ``boxes_dropped`` (per filter), ``without_labels`` (names); and ``totals``.
 
     Raises:
-        PreprocessError: missing split folder, split without recordings, recording without labels, a finished
-            shard made with other parameters, or unordered events (message names the file or folder).
+        PreprocessError: missing split folder, split without recordings, recording without labels, ``out_dir``
+            equal to ``src_dir``, a finished shard made with other options, bad events with
+            ``on_bad_events="error"`` (message names the file or folder).
         RecordingError: corrupt or truncated recording (message names the file).
-        LabelError: malformed labels or unknown class id (message names the file).
-        ValueError: invalid ``window_us``, ``bins``, ``clip`` or ``class_map``.
+        LabelError: malformed labels, a class id beyond the class names, or a frame-selection abort (names the
+            file).
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if not src_dir.is_dir():
         raise PreprocessError(f"{src_dir}: dataset folder not found")
-    _check_histogram_params(window_us, bins, clip)
     if not splits:
         raise PreprocessError("preprocess: no splits given")
-    cmap = get_class_map(class_map)
-    expected_attrs = {"window_us": int(window_us), "bins": int(bins), "clip": int(clip),
-                      "downsample_factor": 2 if downsample else 1, "class_map": cmap.name}
+    opts = options if options is not None else PreprocessOptions()
+    if out_dir.resolve() == src_dir.resolve() or any(out_dir.resolve().is_relative_to((src_dir / s).resolve())
+                                                      for s in splits):
+        raise PreprocessError(f"{out_dir}: the output folder must not be the dataset folder {src_dir} or inside one "
+                              "of its split folders")
     plan = {split: find_sequences(src_dir / split) for split in splits}  # validates all inputs up front
     total = sum(len(v) for v in plan.values())
-
-    keys = ("sequences_done", "sequences_skipped", "windows", "boxes_kept", "label_timestamps", "degenerate_dropped")
-    report: dict = {"src_dir": str(src_dir), "out_dir": str(out_dir), "splits": {}}
+    opts_report = {k: v for k, v in opts.shard_attrs().items()}
+    report: dict = {"src_dir": str(src_dir), "out_dir": str(out_dir), "options": opts_report, "splits": {}}
     with tqdm(total=total, desc="preprocess", unit="seq", disable=not progress, file=sys.stderr) as bar:
         for split, sequences in plan.items():
-            stats = dict.fromkeys(keys, 0)
+            stats: dict = dict.fromkeys(_REPORT_KEYS, 0)
+            stats["boxes_dropped"] = {"crop": 0, "min_side": 0, "max_width": 0}
+            stats["without_labels"] = []
             split_out = out_dir / split
             split_out.mkdir(parents=True, exist_ok=True)
             for name, recording, label_path in sequences:
                 bar.set_postfix_str(f"{split}/{name}")
                 shard_path = split_out / f"{name}.h5"
                 if is_complete_shard(shard_path):
-                    done = _existing_shard_stats(shard_path, expected_attrs)
+                    done = _existing_shard_stats(shard_path, recording, label_path, split, opts)
                     stats["sequences_skipped"] += 1
                 else:
-                    done = preprocess_sequence(
-                        recording, label_path, shard_path, downsample=downsample, window_us=window_us,
-                        bins=bins, clip=clip, class_map=cmap, min_box_side_px=min_box_side_px,
-                        max_events=max_events,
-                    )
+                    try:
+                        done = preprocess_sequence(recording, label_path, shard_path, split, opts)
+                    except NoLabelsError as exc:
+                        log.warning("skipping %s: %s", recording, exc)
+                        stats["sequences_without_labels"] += 1
+                        stats["without_labels"].append(name)
+                        bar.update(1)
+                        continue
                     stats["sequences_done"] += 1
+                    for key, value in done["dropped_boxes"].items():
+                        stats["boxes_dropped"][key] += value
                 stats["windows"] += done["windows"]
-                stats["boxes_kept"] += done["boxes"]
-                stats["label_timestamps"] += done["label_timestamps"]
-                stats["degenerate_dropped"] += done["dropped_degenerate_boxes"]
+                stats["label_frames"] += done["label_frames"]
+                stats["boxes"] += done["boxes"]
+                stats["bad_events_dropped"] += done["bad_events"]
                 bar.update(1)
             report["splits"][split] = stats
-    report["totals"] = {k: sum(s[k] for s in report["splits"].values()) for k in keys}
+    report["totals"] = {k: sum(s[k] for s in report["splits"].values()) for k in _REPORT_KEYS}
     return report

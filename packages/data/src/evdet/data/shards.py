@@ -1,31 +1,39 @@
-"""Representation shards: one HDF5 file per recording, written by ``evdet-data preprocess``.
+"""Representation shards: one HDF5 file per recording, written by ``evdet-data preprocess``, read by :class:`Shard`.
 
-Layout (``docs/architecture.md``, "Shard"), ``N`` windows, ``M`` boxes, ``K`` label timestamps:
+Layout (format 2; ``docs/architecture.md``, "Shard"), ``N`` windows, ``K`` object frames, ``M`` boxes:
 
 ========================  ==========================  ==========================================================
 dataset                   shape, dtype                meaning
 ========================  ==========================  ==========================================================
 ``representation``        (N, 2*bins, H, W) uint8     stacked histogram per window, Blosc via hdf5plugin,
                                                       one HDF5 chunk per window
-``window_end_us``         (N,) int64                  window ``i`` covers ``[end - window_us, end)`` (µs)
-``labels``                (M,) BBOX_DTYPE             boxes in representation px (scaled, cropped, non-degenerate)
-``label_t_us``            (K,) int64                  unique label timestamps (µs), increasing
-``label_window_index``    (K,) int64                  first window whose end is ``>= label_t_us``
-``label_slice``           (K, 2) int64                ``[start, stop)`` rows of ``labels`` per label timestamp
+``window_end_us``         (N,) int64                  window ``i`` holds the events with
+                                                      ``end - window_us <= t <= end`` (µs, both inclusive)
+``labels``                (M,) BBOX_DTYPE             boxes of the object frames in SENSOR px, cropped and
+                                                      filtered as the reference stores them (``labels.npz``)
+``label_t_us``            (K,) int64                  object-frame timestamps (µs), increasing
+``label_window_index``    (K,) int64                  the window of each frame (``label``: ending exactly at it)
+``label_slice``           (K, 2) int64                ``[start, stop)`` rows of ``labels`` per frame
 ========================  ==========================  ==========================================================
 
-Attributes: ``width``, ``height`` (representation px), ``sensor_width``, ``sensor_height``,
-``downsample_factor``, ``window_us``, ``bins``, ``clip``, ``source`` (recording file name),
-``dropped_degenerate_boxes``, ``class_map`` (name), ``class_names`` (target class names, index = class id)
-and ``complete`` (True once the file is finished).
+Attributes: ``format_version`` (2), ``width``, ``height`` (representation px), ``sensor_width``,
+``sensor_height``, the histogram parameters (``window_us``, ``bins``, ``clip``, ``downsample_factor``,
+``downsample``, ``time_bins``), ``windows`` (``label`` | ``grid``), ``split``, ``label_hz``, ``frame_step_us``,
+``class_names`` (JSON list: names of the raw label ids, in id order), ``source`` (recording file name),
+``source_bytes``, ``labels_source``, ``dropped_boxes`` (JSON: boxes removed per filter), ``bad_events`` (JSON:
+events dropped by ``--on-bad-events drop``), ``on_bad_events``, and ``complete`` (True once finished).
 
 :class:`ShardWriter` writes ``<name>.h5.tmp`` and renames it to ``<name>.h5`` only when finished, so an
-interrupted run never leaves a file that looks complete. :class:`Shard` reads one lazily (the HDF5 file is
-opened on first use, in the process that uses it, so it can be handed to DataLoader workers).
+interrupted run never leaves a file that looks complete. :class:`Shard` is the one way to read a shard (training,
+prediction and evaluation all use it): it converts the stored boxes to the representation size exactly as the
+reference's loader does (:func:`evdet.data.label_selection.loader_boxes`) and maps their classes by name
+(:func:`evdet.data.classes.class_lookup`). The HDF5 file is opened on first use in the process that reads the
+histograms, so a :class:`Shard` can be handed to DataLoader workers.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import TracebackType
@@ -34,11 +42,16 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from evdet.data.classes import ClassLookup, ClassMap, class_lookup
+from evdet.data.label_selection import loader_boxes
 from evdet.data.labels import BBOX_DTYPE
 
 __all__ = [
+    "JSON_ATTRS",
+    "read_shard_attrs",
     "REQUIRED_ATTRS",
     "REQUIRED_DATASETS",
+    "SHARD_FORMAT_VERSION",
     "Shard",
     "ShardError",
     "ShardWriter",
@@ -46,13 +59,18 @@ __all__ = [
     "list_shards",
 ]
 
+SHARD_FORMAT_VERSION = 2
+"""Version of the layout above. Format 1 (before the reference protocol) stored boxes at representation size with
+a fixed 50 ms grid and is refused."""
 #: Datasets every shard holds.
 REQUIRED_DATASETS = ("representation", "window_end_us", "labels", "label_t_us", "label_window_index", "label_slice")
 #: Attributes every finished shard holds.
 REQUIRED_ATTRS = (
-    "width", "height", "sensor_width", "sensor_height", "downsample_factor", "window_us", "bins", "clip",
-    "source", "dropped_degenerate_boxes", "complete",
+    "format_version", "width", "height", "sensor_width", "sensor_height", "downsample_factor", "downsample",
+    "window_us", "bins", "clip", "time_bins", "windows", "split", "class_names", "source", "complete",
 )
+#: Attributes stored as JSON text (lists and dicts).
+JSON_ATTRS = ("class_names", "dropped_boxes", "bad_events")
 
 
 class ShardError(ValueError):
@@ -73,11 +91,37 @@ def is_complete_shard(path: str | Path) -> bool:
         return False
 
 
+def read_shard_attrs(path: str | Path) -> dict:
+    """The attributes of a shard as plain Python values (:data:`JSON_ATTRS` decoded).
+
+    Raises:
+        ShardError: the file is missing or not readable HDF5, or a JSON attribute does not parse (names the key).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ShardError(f"{path}: shard file not found")
+    try:
+        with h5py.File(path, "r") as f:
+            raw = dict(f.attrs.items())
+    except OSError as exc:
+        raise ShardError(f"{path}: cannot read shard ({exc})") from None
+    attrs = {}
+    for key, value in raw.items():
+        value = value.item() if isinstance(value, np.generic) else value
+        if key in JSON_ATTRS and isinstance(value, (str, bytes)):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ShardError(f"{path}: attribute '{key}' is not valid JSON: {value!r}") from None
+        attrs[key] = value
+    return attrs
+
+
 class ShardWriter:
     """Write one shard to ``<path>.tmp``, renamed to ``path`` by :meth:`finish`.
 
     Usage: create, :meth:`append` every window in time order, then :meth:`finish` with the labels. Used as a
-    context manager, leaving the block without :meth:`finish` (an error) closes and deletes the ``.tmp`` file.
+    context manager, leaving the block without :meth:`finish` (an error, Ctrl-C) closes and deletes the ``.tmp``.
 
     Args:
         path: final shard path ``<out>/<split>/<name>.h5``; its folder must exist.
@@ -146,14 +190,15 @@ class ShardWriter:
         label_slice: np.ndarray,
         attrs: dict,
     ) -> Path:
-        """Write the label index and attributes, mark complete, close and rename to the final path.
+        """Write the labels, their index and the attributes, mark complete, close and rename to the final path.
 
         Args:
-            labels: ``(M,)`` BBOX_DTYPE boxes sorted by ``t``.
-            label_t_us: ``(K,)`` int64 unique label timestamps (µs).
-            label_window_index: ``(K,)`` int64 window index per timestamp.
+            labels: ``(M,)`` BBOX_DTYPE boxes (sensor px) of the object frames, frame by frame.
+            label_t_us: ``(K,)`` int64 object-frame timestamps (µs), increasing.
+            label_window_index: ``(K,)`` int64 window of each frame, increasing.
             label_slice: ``(K, 2)`` int64 ``[start, stop)`` into ``labels``.
-            attrs: shard attributes (``complete`` is set here).
+            attrs: shard attributes (``complete`` and ``format_version`` are set here; values of
+                :data:`JSON_ATTRS` are stored as JSON text).
 
         Returns:
             The final shard path.
@@ -166,18 +211,24 @@ class ShardWriter:
         if labels.dtype != BBOX_DTYPE:
             raise ValueError(f"{self.tmp_path}: 'labels' must have BBOX_DTYPE, got {labels.dtype}")
         k = len(label_t_us)
-        if len(label_window_index) != k or np.shape(label_slice) != (k, 2):
+        label_window_index = np.asarray(label_window_index, dtype=np.int64)
+        label_slice = np.asarray(label_slice, dtype=np.int64).reshape(-1, 2)
+        if len(label_window_index) != k or len(label_slice) != k:
             raise ValueError(f"{self.tmp_path}: 'label_window_index'/'label_slice' must have {k} rows")
-        if k and (label_window_index.min() < 0 or label_window_index.max() >= len(self._ends)):
-            raise ValueError(f"{self.tmp_path}: 'label_window_index' outside 0..{len(self._ends) - 1}")
+        if k and (label_window_index.min() < 0 or label_window_index.max() >= len(self._ends)
+                  or np.any(np.diff(label_window_index) <= 0)):
+            raise ValueError(f"{self.tmp_path}: 'label_window_index' must increase within 0..{len(self._ends) - 1}")
+        if k and (label_slice.min() < 0 or label_slice.max() > len(labels)):
+            raise ValueError(f"{self.tmp_path}: 'label_slice' outside the {len(labels)} rows of 'labels'")
         f = self._file
         f.create_dataset("window_end_us", data=np.asarray(self._ends, dtype=np.int64))
         f.create_dataset("labels", data=labels)
         f.create_dataset("label_t_us", data=np.asarray(label_t_us, dtype=np.int64))
-        f.create_dataset("label_window_index", data=np.asarray(label_window_index, dtype=np.int64))
-        f.create_dataset("label_slice", data=np.asarray(label_slice, dtype=np.int64).reshape(k, 2))
+        f.create_dataset("label_window_index", data=label_window_index)
+        f.create_dataset("label_slice", data=label_slice)
         for key, value in attrs.items():
-            f.attrs[key] = value
+            f.attrs[key] = json.dumps(value) if key in JSON_ATTRS else value
+        f.attrs["format_version"] = SHARD_FORMAT_VERSION
         f.attrs["complete"] = True
         f.close()
         self._file = None
@@ -201,43 +252,55 @@ class ShardWriter:
 
 
 class Shard:
-    """Lazy read access to one finished shard.
+    """Read access to one finished shard: histograms, windows and the labels as the model sees them.
 
-    The small arrays (``window_end_us``, label index, ``labels``) are read once at construction; the
-    ``representation`` is read window by window on demand through an HDF5 handle opened on first use in the
-    current process (the handle is not pickled, so a :class:`Shard` can be sent to DataLoader workers).
+    The small arrays are read once at construction; the ``representation`` is read window by window on demand
+    through an HDF5 handle opened on first use in the current process (not pickled).
 
     Args:
         path: a ``.h5`` shard written by :class:`ShardWriter`.
+        class_map: classes of the labels the shard returns: ``None`` keeps the shard's own classes
+            (``class_names``), a :class:`~evdet.data.classes.ClassMap` or its registered name maps them by name
+            (boxes of dropped classes disappear).
+        expected_class_names: when given, the shard's ``class_names`` must equal it (the dataset config's list).
 
     Attributes:
-        path, name (file stem), num_windows ``N``, width, height (representation px), channels,
-        window_us, window_end_us ``(N,)`` int64, labels ``(M,)`` BBOX_DTYPE, label_t_us ``(K,)`` int64,
-        label_window_index ``(K,)`` int64, label_slice ``(K, 2)`` int64, attrs (dict).
+        path, name (file stem), attrs (dict, :func:`read_shard_attrs`), num_windows ``N``, channels, width,
+        height (representation px), sensor_width, sensor_height, downsample_factor, window_us,
+        window_end_us ``(N,)`` int64, labels ``(M,)`` BBOX_DTYPE (sensor px, raw class ids), label_t_us ``(K,)``,
+        label_window_index ``(K,)``, label_slice ``(K, 2)``, source_class_names, lookup
+        (:class:`~evdet.data.classes.ClassLookup`), class_names (the classes returned), window_frame ``(N,)``
+        int64 (frame index of each window, -1 when none).
 
     Raises:
-        ShardError: naming the file and key if the file is missing or unreadable, a dataset or attribute of
-            :data:`REQUIRED_DATASETS` / :data:`REQUIRED_ATTRS` is missing, ``complete`` is not True, or the
-            label index is inconsistent with the windows.
+        ShardError: naming the file and key if the file is missing or unreadable, unfinished, of another format
+            version, lacks a dataset of :data:`REQUIRED_DATASETS` or attribute of :data:`REQUIRED_ATTRS`, its
+            label index is inconsistent, or its ``class_names`` differ from ``expected_class_names``.
+        LabelError: a class of the shard unknown to ``class_map`` (names the file, the class and the map).
+        ValueError: an unknown ``class_map`` name.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, class_map: str | ClassMap | None = None,
+                 expected_class_names: list[str] | tuple[str, ...] | None = None) -> None:
         self.path = Path(path)
         self.name = self.path.stem
-        if not self.path.is_file():
-            raise ShardError(f"{self.path}: shard file not found")
+        self.attrs = read_shard_attrs(self.path)
+        if not bool(self.attrs.get("complete", False)):
+            raise ShardError(f"{self.path}: attribute 'complete' is missing or False (unfinished shard; rerun "
+                             "evdet-data preprocess)")
+        version = self.attrs.get("format_version", 1)
+        if version != SHARD_FORMAT_VERSION:
+            raise ShardError(f"{self.path}: shard format {version}, expected {SHARD_FORMAT_VERSION} (written by an "
+                             "older evdet whose windows and labels differ from the reference protocol); rerun "
+                             "evdet-data preprocess into a new folder")
+        for key in REQUIRED_ATTRS:
+            if key not in self.attrs:
+                raise ShardError(f"{self.path}: missing attribute '{key}' (expected {REQUIRED_ATTRS})")
         try:
             with h5py.File(self.path, "r") as f:
-                if not bool(f.attrs.get("complete", False)):
-                    raise ShardError(f"{self.path}: attribute 'complete' is missing or False (unfinished shard; "
-                                     "rerun evdet-data preprocess)")
                 for key in REQUIRED_DATASETS:
                     if key not in f:
                         raise ShardError(f"{self.path}: missing dataset '{key}' (expected {REQUIRED_DATASETS})")
-                for key in REQUIRED_ATTRS:
-                    if key not in f.attrs:
-                        raise ShardError(f"{self.path}: missing attribute '{key}' (expected {REQUIRED_ATTRS})")
-                self.attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
                 rep = f["representation"]
                 self.num_windows, self.channels, self.height, self.width = (int(s) for s in rep.shape)
                 self.window_end_us = np.asarray(f["window_end_us"][:], dtype=np.int64)
@@ -247,7 +310,29 @@ class Shard:
                 self.label_slice = np.asarray(f["label_slice"][:], dtype=np.int64).reshape(-1, 2)
         except OSError as exc:
             raise ShardError(f"{self.path}: cannot read shard ({exc})") from None
+        self.sensor_width = int(self.attrs["sensor_width"])
+        self.sensor_height = int(self.attrs["sensor_height"])
+        self.downsample_factor = int(self.attrs["downsample_factor"])
         self.window_us = int(self.attrs["window_us"])
+        self._check_index()
+        names = self.attrs["class_names"]
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ShardError(f"{self.path}: attribute 'class_names' must be a non-empty JSON list of names, got "
+                             f"{names!r}")
+        self.source_class_names = tuple(names)
+        if expected_class_names is not None and tuple(expected_class_names) != self.source_class_names:
+            raise ShardError(f"{self.path}: attribute 'class_names' is {list(self.source_class_names)}, the dataset "
+                             f"config declares {list(expected_class_names)} (dataset.class_names); preprocess with "
+                             "the matching --class-names or choose the dataset config of this data")
+        self.lookup: ClassLookup = class_lookup(self.source_class_names, class_map, source=str(self.path))
+        self.class_names = self.lookup.class_names
+        self.window_frame = np.full(self.num_windows, -1, dtype=np.int64)
+        self.window_frame[self.label_window_index] = np.arange(len(self.label_t_us), dtype=np.int64)
+        self._frame_rows: list[np.ndarray] | None = None
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def _check_index(self) -> None:
         if len(self.window_end_us) != self.num_windows:
             raise ShardError(f"{self.path}: 'window_end_us' has {len(self.window_end_us)} entries, expected "
                              f"{self.num_windows} (as 'representation')")
@@ -256,19 +341,22 @@ class Shard:
         k = len(self.label_t_us)
         if len(self.label_window_index) != k or len(self.label_slice) != k:
             raise ShardError(f"{self.path}: 'label_window_index'/'label_slice' must have {k} rows as 'label_t_us'")
-        if k and (self.label_window_index.min() < 0 or self.label_window_index.max() >= self.num_windows):
-            raise ShardError(f"{self.path}: 'label_window_index' outside 0..{self.num_windows - 1}")
-        # window -> label row (the LAST label timestamp assigned to the window), -1 when unlabelled
-        self.window_label_row = np.full(self.num_windows, -1, dtype=np.int64)
-        np.maximum.at(self.window_label_row, self.label_window_index, np.arange(k, dtype=np.int64))
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
+        if k and (self.label_window_index.min() < 0 or self.label_window_index.max() >= self.num_windows
+                  or np.any(np.diff(self.label_window_index) <= 0)):
+            raise ShardError(f"{self.path}: 'label_window_index' must increase within 0..{self.num_windows - 1}")
+        if k and (self.label_slice.min() < 0 or self.label_slice.max() > len(self.labels)):
+            raise ShardError(f"{self.path}: 'label_slice' points outside the {len(self.labels)} rows of 'labels'")
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_file"] = None
         state["_pid"] = None
         return state
+
+    @property
+    def num_frames(self) -> int:
+        """Object frames ``K``."""
+        return len(self.label_t_us)
 
     def _dataset(self) -> h5py.Dataset:
         if self._file is None or self._pid != os.getpid():
@@ -290,22 +378,62 @@ class Shard:
         except OSError as exc:
             raise ShardError(f"{self.path}: cannot read 'representation' [{start}, {stop}) ({exc})") from None
 
+    def frame_boxes(self, frame: int) -> np.ndarray:
+        """The boxes of object frame ``frame`` as the model sees them.
+
+        Returns:
+            ``(n, 5)`` float32 ``[class_id, x, y, w, h]``: representation px, top-left corner, converted from the
+            stored sensor-px boxes like the reference's loader (:func:`~evdet.data.label_selection.loader_boxes`),
+            class ids through :attr:`lookup` (boxes of dropped classes removed).
+
+        Raises:
+            IndexError: ``frame`` outside ``0..num_frames - 1``.
+            LabelError: a stored class id outside the shard's ``class_names`` (names the file).
+        """
+        if not 0 <= frame < self.num_frames:
+            raise IndexError(f"{self.path}: frame {frame} outside 0..{self.num_frames - 1}")
+        if self._frame_rows is None:
+            self._frame_rows = [self._convert(a, b) for a, b in self.label_slice]
+        return self._frame_rows[frame]
+
+    def _convert(self, start: int, stop: int) -> np.ndarray:
+        rows = loader_boxes(self.labels[start:stop], self.sensor_width, self.sensor_height, self.downsample_factor)
+        target = self.lookup(rows[:, 5].astype(np.int64), source=str(self.path))
+        keep = target >= 0
+        out = np.empty((int(keep.sum()), 5), dtype=np.float32)
+        out[:, 0] = target[keep]
+        out[:, 1:] = rows[keep, 1:5]
+        return out
+
     def window_labels(self, window: int) -> tuple[int, np.ndarray]:
         """Label of one window: ``(label_t_us, boxes)``.
 
         Returns:
-            ``label_t_us`` (µs, -1 when the window has no label timestamp) and a ``(n, 5)`` float32 array of
-            ``[class_id, x, y, w, h]`` (representation px, top-left; ``(0, 5)`` when none). When several label
-            timestamps fall into the window, the last one (closest to the window end) is used.
+            the object-frame time of the window (µs, -1 when the window has none) and its boxes
+            (:meth:`frame_boxes`; ``(0, 5)`` when none).
         """
-        row = int(self.window_label_row[window])
-        if row < 0:
+        frame = int(self.window_frame[window])
+        if frame < 0:
             return -1, np.zeros((0, 5), np.float32)
-        start, stop = self.label_slice[row]
-        boxes = self.labels[start:stop]
-        out = np.stack([boxes["class_id"].astype(np.float32), boxes["x"], boxes["y"], boxes["w"], boxes["h"]],
-                       axis=1).astype(np.float32).reshape(-1, 5)
-        return int(self.label_t_us[row]), out
+        return int(self.label_t_us[frame]), self.frame_boxes(frame)
+
+    def ground_truth(self) -> np.ndarray:
+        """Every object frame's boxes as a Prophesee box array (what evaluation compares detections with).
+
+        Returns:
+            ``(M',)`` BBOX_DTYPE in representation px, ``t`` = frame time (µs), classes as :meth:`frame_boxes`,
+            ``track_id`` 0, ``class_confidence`` 1.
+        """
+        parts = []
+        for k in range(self.num_frames):
+            rows = self.frame_boxes(k)
+            part = np.zeros(len(rows), dtype=BBOX_DTYPE)
+            part["t"] = self.label_t_us[k]
+            part["class_id"] = rows[:, 0].astype(np.uint32)
+            part["x"], part["y"], part["w"], part["h"] = rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]
+            part["class_confidence"] = 1.0
+            parts.append(part)
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=BBOX_DTYPE)
 
     def close(self) -> None:
         """Close the HDF5 handle if open; idempotent."""
@@ -314,7 +442,8 @@ class Shard:
             self._file = None
 
     def __repr__(self) -> str:
-        return f"Shard({str(self.path)!r}, windows={self.num_windows}, {self.width}x{self.height})"
+        return f"Shard({str(self.path)!r}, windows={self.num_windows}, frames={self.num_frames}, " \
+               f"{self.width}x{self.height})"
 
 
 def list_shards(shard_dir: str | Path) -> list[Path]:
@@ -330,3 +459,4 @@ def list_shards(shard_dir: str | Path) -> list[Path]:
     if not paths:
         raise ShardError(f"{shard_dir}: no .h5 shards (run evdet-data preprocess first)")
     return paths
+

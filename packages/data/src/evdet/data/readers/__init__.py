@@ -17,12 +17,14 @@ import os
 from pathlib import Path
 
 from evdet.data.readers.aedat4 import Aedat4Reader
-from evdet.data.readers.base import DEFAULT_MAX_EVENTS, EventReader, RecordingError
+from evdet.data.readers.base import BAD_EVENT_POLICIES, DEFAULT_MAX_EVENTS, BadEventLog, EventReader, RecordingError
 from evdet.data.readers.dat import DatReader
 from evdet.data.readers.hdf5 import Hdf5Reader
 
 __all__ = [
+    "BAD_EVENT_POLICIES",
     "DEFAULT_MAX_EVENTS",
+    "BadEventLog",
     "READERS_BY_SUFFIX",
     "Aedat4Reader",
     "DatReader",
@@ -41,11 +43,13 @@ READERS_BY_SUFFIX: dict[str, type[EventReader]] = {
 }
 
 
-def open_recording(path: str | os.PathLike[str]) -> EventReader:
+def open_recording(path: str | os.PathLike[str], on_bad_events: str = "error") -> EventReader:
     """Open an event recording read-only with the reader for its suffix (matched case-insensitively).
 
     Args:
         path: a ``.dat`` (Prophesee DAT v2), ``.h5``/``.hdf5`` (eTraM ``_td.h5``) or ``.aedat4`` file.
+        on_bad_events: ``error`` (raise at the first event out of range or out of time order) or ``drop``
+            (remove them; counted in ``reader.bad_events``), see :data:`BAD_EVENT_POLICIES`.
 
     Returns:
         An open :class:`EventReader`; use it as a context manager to close the file.
@@ -53,6 +57,7 @@ def open_recording(path: str | os.PathLike[str]) -> EventReader:
     Raises:
         RecordingError: if the suffix is not one of :data:`READERS_BY_SUFFIX` (the message names the file and
             the supported suffixes), or the reader rejects the file (missing, truncated, malformed).
+        ValueError: an unknown ``on_bad_events``.
     """
     path = Path(path)
     reader = READERS_BY_SUFFIX.get(path.suffix.lower())
@@ -61,4 +66,4 @@ def open_recording(path: str | os.PathLike[str]) -> EventReader:
             f"{path}: unknown recording suffix {path.suffix!r}, expected one of "
             + ", ".join(READERS_BY_SUFFIX)
         )
-    return reader(path)
+    return reader(path, on_bad_events)

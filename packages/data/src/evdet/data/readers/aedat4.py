@@ -34,6 +34,7 @@ class Aedat4Reader(EventReader):
 
     Args:
         path: the ``.aedat4`` file.
+        on_bad_events: ``error`` or ``drop`` (:data:`~evdet.data.readers.base.BAD_EVENT_POLICIES`).
 
     Attributes:
         stream_id: id of the events stream read.
@@ -46,8 +47,8 @@ class Aedat4Reader(EventReader):
 
     format = "aedat4"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path)
+    def __init__(self, path: str | os.PathLike[str], on_bad_events: str = "error") -> None:
+        super().__init__(path, on_bad_events)
         try:
             streams = aedat.Decoder(str(self.path)).id_to_stream()
         except (RuntimeError, OSError, ValueError) as err:
@@ -97,7 +98,9 @@ class Aedat4Reader(EventReader):
             if len(records) == 0:
                 continue
             packet = self._to_events(records, seen, previous)
-            seen += len(packet)
+            seen += len(records)
+            if len(packet) == 0:
+                continue
             previous = int(packet.t[-1])
             yield packet
 
@@ -113,6 +116,7 @@ class Aedat4Reader(EventReader):
             height=self.height,
             first_index=first_index,
             previous_t_us=previous_t_us,
+            bad_events=self.bad_events,
         )
 
     def read_window(self, t_start_us: int, t_end_us: int) -> Events:

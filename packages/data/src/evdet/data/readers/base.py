@@ -17,11 +17,63 @@ from types import TracebackType
 
 from evdet.data.events import Events
 
-__all__ = ["DEFAULT_MAX_EVENTS", "EventReader", "IndexedEventReader", "RecordingError"]
+__all__ = ["BAD_EVENT_POLICIES", "DEFAULT_MAX_EVENTS", "BadEventLog", "EventReader", "IndexedEventReader",
+           "RecordingError"]
 
 #: Default upper bound on the events per chunk yielded by :meth:`EventReader.iter_chunks` (1 M events, about
 #: 13 MB as :class:`Events`: 2 + 2 + 8 + 1 bytes per event).
 DEFAULT_MAX_EVENTS = 1_000_000
+
+
+#: What a reader does with an event out of the sensor, with a polarity other than 0/1, or stamped before an earlier
+#: event: ``error`` raises :class:`RecordingError` at the first one; ``drop`` removes them and counts them in
+#: :attr:`EventReader.bad_events`. (Two eTraM training files hold events at y=33014; timestamps can go backwards.)
+BAD_EVENT_POLICIES = ("error", "drop")
+
+
+class BadEventLog:
+    """Counts of the events a reader dropped (policy ``drop``), per field: ``x``, ``y``, ``p`` (out of range) and
+    ``t`` (before an earlier event).
+
+    Attributes:
+        counts: field -> number of dropped events.
+        first_index: field -> index in the file of the first one.
+        first_value: field -> its value (px, polarity or µs).
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.first_index: dict[str, int] = {}
+        self.first_value: dict[str, int] = {}
+
+    def add(self, field: str, count: int, first_index: int, value: int) -> None:
+        """Count ``count`` dropped events of ``field``; the first one seen is at ``first_index`` with ``value``."""
+        if count <= 0:
+            return
+        if field not in self.counts:
+            self.first_index[field] = int(first_index)
+            self.first_value[field] = int(value)
+        self.counts[field] = self.counts.get(field, 0) + int(count)
+
+    @property
+    def total(self) -> int:
+        """Events dropped so far."""
+        return sum(self.counts.values())
+
+    def describe(self, width: int, height: int) -> str:
+        """One sentence per field, e.g. ``2 events with field 'y' outside [0, 720) (first at index 17, y=33014)``."""
+        limits = {"x": f"outside [0, {width})", "y": f"outside [0, {height})", "p": "not 0 or 1",
+                  "t": "earlier than a preceding event (timestamps go backwards)"}
+        return "; ".join(
+            f"{n} events with field '{f}' {limits[f]} (first at index {self.first_index[f]}, {f}={self.first_value[f]})"
+            for f, n in sorted(self.counts.items()))
+
+    def as_dict(self) -> dict:
+        """``{"total": n, "<field>": {"count", "first_index", "first_value"}, ...}`` (shard attributes, reports)."""
+        out: dict = {"total": self.total}
+        for f, n in sorted(self.counts.items()):
+            out[f] = {"count": n, "first_index": self.first_index[f], "first_value": self.first_value[f]}
+        return out
 
 
 class RecordingError(ValueError):
@@ -47,17 +99,29 @@ class EventReader(ABC):
     Use as a context manager (``with open_recording(p) as reader: ...``) or call :meth:`close`; any method
     called after :meth:`close` raises :class:`RecordingError`.
 
+    Args:
+        path: the recording.
+        on_bad_events: :data:`BAD_EVENT_POLICIES`; with ``drop``, :attr:`bad_events` counts what was removed (the
+            binary-search :meth:`read_window` of indexed formats assumes time order and is only approximate then).
+
+    Attributes:
+        bad_events: the :class:`BadEventLog` of policy ``drop``, else ``None``.
+
     Raises:
         RecordingError: from ``__init__`` if ``path`` is not an existing regular file.
+        ValueError: an unknown ``on_bad_events``.
     """
 
     format: str = ""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], on_bad_events: str = "error") -> None:
         self.path = Path(path)
         self.width = 0
         self.height = 0
         self._closed = False
+        if on_bad_events not in BAD_EVENT_POLICIES:
+            raise ValueError(f"on_bad_events: expected one of {list(BAD_EVENT_POLICIES)}, got {on_bad_events!r}")
+        self.bad_events: BadEventLog | None = BadEventLog() if on_bad_events == "drop" else None
         if not self.path.is_file():
             raise RecordingError(f"{self.path}: no such file (expected an existing {self.format} recording)")
 
@@ -181,5 +245,6 @@ class IndexedEventReader(EventReader):
         for start in range(0, self.num_events, max_events):
             self._ensure_open()
             chunk = self._decode(start, min(start + max_events, self.num_events), previous)
-            previous = int(chunk.t[-1])
+            if len(chunk):
+                previous = int(chunk.t[-1])
             yield chunk

@@ -48,6 +48,7 @@ class DatReader(IndexedEventReader):
 
     Args:
         path: the ``.dat`` file.
+        on_bad_events: ``error`` or ``drop`` (:data:`~evdet.data.readers.base.BAD_EVENT_POLICIES`).
 
     Attributes:
         header: the header's ``{keyword: value}`` pairs as text (keywords as written).
@@ -64,8 +65,8 @@ class DatReader(IndexedEventReader):
 
     format = "prophesee-dat"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path)
+    def __init__(self, path: str | os.PathLike[str], on_bad_events: str = "error") -> None:
+        super().__init__(path, on_bad_events)
         self.header, data_offset = self._parse_header()
         self.width = self._header_int("Width", 1, _COORD_MASK + 1)
         self.height = self._header_int("Height", 1, _COORD_MASK + 1)
@@ -176,6 +177,7 @@ class DatReader(IndexedEventReader):
             height=self.height,
             first_index=start,
             previous_t_us=previous_t_us,
+            bad_events=self.bad_events,
         )
 
     # -- EventReader API -------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ class Hdf5Reader(IndexedEventReader):
 
     Args:
         path: the ``.h5`` / ``.hdf5`` file.
+        on_bad_events: ``error`` or ``drop`` (:data:`~evdet.data.readers.base.BAD_EVENT_POLICIES`).
 
     Attributes:
         num_events: number of events ``N``.
@@ -68,8 +69,8 @@ class Hdf5Reader(IndexedEventReader):
 
     format = "etram-hdf5"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path)
+    def __init__(self, path: str | os.PathLike[str], on_bad_events: str = "error") -> None:
+        super().__init__(path, on_bad_events)
         try:
             self._file: h5py.File | None = h5py.File(self.path, "r")
         except OSError as err:
@@ -164,7 +165,7 @@ class Hdf5Reader(IndexedEventReader):
                     f"{self.path}: event {start + i} has events/p={int(p[i])}, expected 0/1 (or -1/1)"
                 )
             p = p > 0
-        return checked_events(self.path, x, y, t, p, self.width, self.height, start, previous_t_us)
+        return checked_events(self.path, x, y, t, p, self.width, self.height, start, previous_t_us, self.bad_events)
 
     def _search_range(self, target_us: int) -> tuple[int, int]:
         """``(lo, hi)`` bracketing the first index with ``t >= target_us``, narrowed by ``ms_to_idx`` if valid."""

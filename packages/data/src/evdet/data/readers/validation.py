@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from evdet.data.events import Events
-from evdet.data.readers.base import RecordingError
+from evdet.data.readers.base import BadEventLog, RecordingError
 
-__all__ = ["checked_events"]
+__all__ = ["checked_events", "drop_bad_events"]
 
 
 def checked_events(
@@ -27,6 +27,7 @@ def checked_events(
     height: int,
     first_index: int = 0,
     previous_t_us: int | None = None,
+    bad_events: BadEventLog | None = None,
 ) -> Events:
     """Validate decoded columns and return them as :class:`Events`.
 
@@ -37,21 +38,25 @@ def checked_events(
         p: ``(N,)`` integer or bool array, polarity already mapped to 0 (OFF) / 1 (ON).
         width, height: sensor size (px).
         first_index: index in the file of the first event, for error messages.
-        previous_t_us: timestamp (µs) of the event just before this chunk, or ``None`` for the first chunk;
-            the chunk must not start before it.
+        previous_t_us: timestamp (µs) of the last (kept) event before this chunk, or ``None`` for the first
+            chunk; the chunk must not start before it.
+        bad_events: ``None`` to raise on the first bad event; a :class:`BadEventLog` to drop bad events instead
+            and count them there (see :func:`drop_bad_events`).
 
     Returns:
         :class:`Events` with ``x, y`` ``uint16``, ``t`` ``int64``, ``p`` ``uint8``; a column that already has
         its target dtype is used without a copy, so callers pass arrays they own (not memory-mapped views).
 
     Raises:
-        RecordingError: naming ``path``, the field and the first offending event index if
+        RecordingError: (without ``bad_events``) naming ``path``, the field and the first offending event index if
             ``x`` is outside ``[0, width)``, ``y`` outside ``[0, height)``, ``p`` not in {0, 1}, or ``t``
             decreases (within the chunk or relative to ``previous_t_us``).
     """
     n = len(t)
     if n == 0:
         return Events.empty(width, height)
+    if bad_events is not None:
+        return drop_bad_events(x, y, t, p, width, height, first_index, previous_t_us, bad_events)
     for name, column, limit in (("x", x, width), ("y", y, height), ("p", p, 2)):
         bad = (column < 0) | (column >= limit)
         if bad.any():
@@ -78,6 +83,59 @@ def checked_events(
         y=y.astype(np.uint16, copy=False),
         t=t64,
         p=p.astype(np.uint8, copy=False),
+        width=int(width),
+        height=int(height),
+    )
+
+
+def drop_bad_events(
+    x: np.ndarray,
+    y: np.ndarray,
+    t: np.ndarray,
+    p: np.ndarray,
+    width: int,
+    height: int,
+    first_index: int,
+    previous_t_us: int | None,
+    log: BadEventLog,
+) -> Events:
+    """Keep the good events of a chunk and count the others in ``log``.
+
+    An event is bad when ``x``, ``y`` or ``p`` is out of range (counted under that field, checked in that order), or
+    when its ``t`` lies before the latest timestamp of the good events before it (``previous_t_us`` included:
+    counted under ``t``). The kept events are therefore in range and time-ordered.
+
+    Args:
+        x, y, t, p, width, height, first_index, previous_t_us: as :func:`checked_events`.
+        log: receives the counts, the first file index and value of each kind.
+
+    Returns:
+        The kept events as :class:`Events` (possibly empty).
+    """
+    x64, y64, p64 = (np.asarray(c).astype(np.int64, copy=False) for c in (x, y, p))
+    t64 = np.asarray(t).astype(np.int64, copy=False)
+    good = np.ones(len(t64), dtype=bool)
+    for name, column, limit in (("x", x64, width), ("y", y64, height), ("p", p64, 2)):
+        bad = good & ((column < 0) | (column >= limit))
+        if bad.any():
+            i = int(np.argmax(bad))
+            log.add(name, int(bad.sum()), first_index + i, int(column[i]))
+            good &= ~bad
+    if good.any():
+        t_good = t64[good]
+        start = np.iinfo(np.int64).min if previous_t_us is None else int(previous_t_us)
+        latest_before = np.maximum.accumulate(np.concatenate([[start], t_good[:-1]]))
+        backwards = t_good < latest_before
+        if backwards.any():
+            positions = np.flatnonzero(good)
+            i = int(np.argmax(backwards))
+            log.add("t", int(backwards.sum()), first_index + int(positions[i]), int(t_good[i]))
+            good[positions[backwards]] = False
+    return Events(
+        x=x64[good].astype(np.uint16),
+        y=y64[good].astype(np.uint16),
+        t=t64[good],
+        p=p64[good].astype(np.uint8),
         width=int(width),
         height=int(height),
     )
