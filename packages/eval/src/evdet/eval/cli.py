@@ -1,14 +1,18 @@
-"""``evdet-eval``: command-line evaluation of detections against representation shards.
+"""``evdet-eval``: command-line evaluation of event-camera detections.
 
-``evdet-eval coco --shards DIR --detections DIR --output FILE [--config FILE.yaml|FILE.json] [--experiment NAME]
-[--camera gen4|gen1] [--overwrite]``
+``evdet-eval prophesee --gt DIR --detections DIR [--protocol etram|rvt] --output FILE [--height H --width W]
+[--classes NAME,NAME,...] [--camera gen4|gen1] [--min-box-diag-px D --min-box-side-px S] [--config RUN.yaml]
+[--experiment NAME] [--overwrite]`` (the RVT / eTraM protocol, :mod:`evdet.eval.prophesee`):
 
-* labels: every shard ``DIR/<name>.h5`` (dataset ``labels``, ``BBOX_DTYPE`` boxes in representation px; attrs
-  ``width``, ``height``, ``downsample_factor`` and optionally ``class_names``, else
-  ``evdet.data.labels.EXPERIMENT_CLASSES``);
-* detections: ``DETECTIONS/<name>.npy`` per shard (Prophesee box array, ``class_confidence`` = score);
-* evaluation: :func:`evdet.eval.coco.evaluate_detections` (Prophesee protocol, COCO metrics);
-* output: a rich table on stdout and ``experiment_results.json`` (:mod:`evdet.eval.results`).
+* ground truth: ``GT/<name>_bbox.npy`` per recording; detections: ``DETECTIONS/<name>.npy`` (Prophesee box
+  arrays; score = ``class_confidence``), matched by name (both may live in one folder);
+* protocol, class names, frame size, downsample factor and camera: the flags, else ``DETECTIONS/detections.json``
+  (written by ``evdet-model predict``), else an error saying what is missing (camera: gen4); the size thresholds
+  (px of the boxes) follow from the camera's sensor size and ``--height/--width`` (full size: 60/20 px for gen4,
+  half: 30/10 px), or from the downsample factor of ``detections.json``, unless given explicitly;
+* output: ``experiment_results.json`` (:mod:`evdet.eval.results`; metrics of
+  :func:`evdet.eval.prophesee.evaluate_prophesee`), the confusion matrix of the same images as CSV beside it, and a
+  table on stdout.
 
 Any input error prints one line ``evdet-eval: error: ...`` on stderr and exits with status 2.
 """
@@ -20,25 +24,34 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
-import h5py
 import hdf5plugin  # noqa: F401  (registers the HDF5 compression filters shards may use)
 import numpy as np
 import yaml
+from numpy.lib.recfunctions import rename_fields
 from rich.console import Console
 from rich.table import Table
 
-from evdet.data.labels import EXPERIMENT_CLASSES, get_class_map
-from evdet.eval.confusion import confusion_matrix, format_confusion_csv
-from evdet.eval.coco import CAMERA_MIN_BOX_SIZE_PX, METRIC_NAMES, check_box_array, evaluate_detections
-from evdet.eval.results import RESULTS_FILE_NAME, write_experiment_results
+from evdet.eval import prophesee
+from evdet.eval.confusion import confusion_matrix_from_images, format_confusion_csv
+from evdet.eval.results import RESULTS_FILE_NAME, write_experiment_results, write_text_atomic
 
-__all__ = ["Shard", "load_config", "load_detections", "load_shard", "main"]
+__all__ = [
+    "DETECTIONS_INFO_FILE",
+    "GT_SUFFIX",
+    "load_box_file",
+    "load_config",
+    "load_detections_info",
+    "main",
+    "pair_recordings",
+]
 
-_SHARD_ATTRS = ("width", "height", "downsample_factor")
+GT_SUFFIX = "_bbox.npy"
+"""Ground-truth files are ``<name>_bbox.npy`` (the Prophesee / eTraM label file naming)."""
 
+DETECTIONS_INFO_FILE = "detections.json"
+"""Optional description of a detections folder written by ``evdet-model predict``."""
 
 class _UsageError(Exception):
     """Raised instead of argparse's multi-line usage exit, so every error is one stderr line."""
@@ -47,108 +60,6 @@ class _UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # noqa: D102 (argparse hook)
         raise _UsageError(f"{self.prog}: {message}")
-
-
-@dataclass(frozen=True)
-class Shard:
-    """Labels and geometry of one shard.
-
-    Attributes:
-        name: shard file stem (``<name>`` of ``<name>.h5``).
-        labels: ``(M,)`` structured box array (``BBOX_DTYPE``; ``t`` µs, ``x, y, w, h`` representation px).
-        width: representation width (px).
-        height: representation height (px).
-        downsample_factor: sensor px per representation px (int >= 1).
-        class_names: class name per ``class_id``, or ``None`` when the shard has no ``class_names`` attr.
-    """
-
-    name: str
-    labels: np.ndarray
-    width: int
-    height: int
-    downsample_factor: int
-    class_names: tuple[str, ...] | None
-
-
-def _positive_int_attr(path: Path, attrs: h5py.AttributeManager, key: str) -> int:
-    if key not in attrs:
-        raise ValueError(f"{path}: missing attr '{key}' (expected a positive integer)")
-    value = np.asarray(attrs[key])
-    if value.ndim != 0 or not np.issubdtype(value.dtype, np.integer) or int(value) <= 0:
-        raise ValueError(f"{path}: attr '{key}' must be a positive integer, got {attrs[key]!r}")
-    return int(value)
-
-
-def _class_names_attr(path: Path, attrs: h5py.AttributeManager) -> tuple[str, ...] | None:
-    if "class_names" not in attrs:
-        return None
-    raw = attrs["class_names"]
-    if isinstance(raw, (str, bytes)):  # a JSON list stored as one string
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError:
-            raw = None
-    values = np.asarray(raw, dtype=object) if raw is not None else None
-    if values is None or values.ndim != 1 or len(values) == 0 or not all(isinstance(v, (str, bytes)) for v in values):
-        raise ValueError(
-            f"{path}: attr 'class_names' must be a non-empty list of strings, got {attrs['class_names']!r}"
-        )
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
-
-
-def load_shard(path: str | Path) -> Shard:
-    """Read the labels and geometry attrs of one shard (layout: ``docs/architecture.md``, "Shard").
-
-    Args:
-        path: ``<name>.h5`` shard file.
-
-    Returns:
-        :class:`Shard` (labels as a structured ``BBOX_DTYPE`` array, ``(M,)``).
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        OSError: the file is not a readable HDF5 file.
-        ValueError: dataset ``labels`` is missing or malformed, attr ``width``/``height``/``downsample_factor`` is
-            missing or not a positive integer, ``class_names`` is not a list of strings, or attr ``complete`` is
-            present and False (preprocessing did not finish). The message names the file and key.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: shard file not found")
-    with h5py.File(path, "r") as f:
-        if "complete" in f.attrs and not bool(f.attrs["complete"]):
-            raise ValueError(f"{path}: attr 'complete' is False; the shard was not fully written")
-        if "labels" not in f:
-            raise ValueError(f"{path}: missing dataset 'labels' (expected (M,) BBOX_DTYPE boxes)")
-        labels = f["labels"][()]
-        check_box_array(labels, f"{path}: dataset 'labels'", require_confidence=False)
-        width, height, downsample = (_positive_int_attr(path, f.attrs, k) for k in _SHARD_ATTRS)
-        class_names = _class_names_attr(path, f.attrs)
-    return Shard(path.stem, labels, width, height, downsample, class_names)
-
-
-def load_detections(path: str | Path) -> np.ndarray:
-    """Load one recording's detections ``<name>.npy`` (written by ``evdet-model predict``).
-
-    Args:
-        path: ``.npy`` file holding a ``(D,)`` structured box array (``BBOX_DTYPE``; ``class_confidence`` = score).
-
-    Returns:
-        The ``(D,)`` structured array.
-
-    Raises:
-        FileNotFoundError: the file does not exist (the message names it).
-        ValueError: not a readable ``.npy`` box array with the detection fields (the message names the file).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: detections file not found")
-    try:
-        detections = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise ValueError(f"{path}: not a readable .npy box array ({err})") from None
-    return check_box_array(detections, str(path), require_confidence=True)
 
 
 def load_config(path: str | Path) -> dict:
@@ -181,139 +92,290 @@ def load_config(path: str | Path) -> dict:
     return config
 
 
-def _same_across_shards(shards: Sequence[Shard], key: str) -> object:
-    values = {getattr(s, key) for s in shards}
-    if len(values) != 1:
-        detail = ", ".join(f"{s.name}={getattr(s, key)!r}" for s in shards)
-        raise ValueError(f"shards: attr '{key}' differs between shards ({detail}); evaluate them separately")
-    return values.pop()
-
-
 def _format(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def _print_table(console: Console, experiment: str, metrics: dict) -> None:
-    table = Table(title=f"{experiment}: Prophesee-protocol COCO metrics")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name in METRIC_NAMES:
-        table.add_row(name, _format(metrics[name]))
-    for name in ("num_recordings", "num_images", "num_labels", "num_detections"):
-        table.add_row(name, str(metrics[name]))
-    console.print(table)
-    per_class = Table(title="per-class AP (IoU .50:.95)")
-    per_class.add_column("class")
-    per_class.add_column("AP", justify="right")
-    per_class.add_column("labels", justify="right")
-    for name, ap in metrics["per_class_AP"].items():
-        per_class.add_row(name, _format(ap), str(metrics["per_class_num_labels"][name]))
-    console.print(per_class)
 
 
 def _build_parser() -> _Parser:
     parser = _Parser(prog="evdet-eval", description="Evaluate event-camera detections (Prophesee protocol).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    coco = commands.add_parser("coco", help="COCO AP of detections against shard labels, Prophesee protocol.")
-    coco.add_argument("--shards", required=True, type=Path, help="folder of <name>.h5 shards (one split)")
-    coco.add_argument("--detections", required=True, type=Path, help="folder of <name>.npy detections")
-    coco.add_argument("--output", required=True, type=Path, help=f"results file (or folder for {RESULTS_FILE_NAME})")
-    coco.add_argument("--config", type=Path, help="run config (.yaml/.yml/.json) stored in the results file")
-    coco.add_argument("--experiment", help="experiment name (default: name of the output file's folder)")
-    coco.add_argument("--camera", choices=sorted(CAMERA_MIN_BOX_SIZE_PX), default="gen4",
-                      help="sensor whose minimum box size applies (default: gen4, also eTraM)")
-    coco.add_argument("--min-box-diag-px", type=float, default=None,
-                      help="minimum box diagonal in sensor px (default: the config's dataset.min_box_diag_px, "
-                           "else the camera's)")
-    coco.add_argument("--min-box-side-px", type=float, default=None,
-                      help="minimum box side in sensor px (default: dataset.min_box_side_px, else the camera's)")
-    coco.add_argument("--skip-before-us", type=int, default=None,
-                      help="drop boxes before this time in µs (default: dataset.skip_before_us, else 500000)")
-    coco.add_argument("--class-map", default=None,
-                      help="class map the detections use (experiment8 | etram8 | grouped3; default: the config's "
-                           "dataset.class_map, else the shards' own ids); shard labels are remapped to it")
-    coco.add_argument("--confusion-iou", type=float, default=0.5, help="IoU of a confusion-matrix match (0.5)")
-    coco.add_argument("--confusion-score", type=float, default=0.3,
-                      help="minimum detection score counted in the confusion matrix (0.3)")
-    coco.add_argument("--overwrite", action="store_true", help="replace an existing results file")
+    _add_prophesee_parser(commands)
     return parser
 
 
-def _run_coco(args: argparse.Namespace, console: Console) -> None:
-    output: Path = args.output
+# ----------------------------------------------------------------------------------------------------------------
+# evdet-eval prophesee
+
+
+def _add_prophesee_parser(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "prophesee", help="COCO AP with the RVT / eTraM Prophesee protocol (+-50 ms matching, both figure sets).")
+    cmd.add_argument("--gt", required=True, type=Path, help=f"folder of <name>{GT_SUFFIX} ground-truth files")
+    cmd.add_argument("--detections", required=True, type=Path,
+                     help=f"folder of <name>.npy detections (and optionally {DETECTIONS_INFO_FILE})")
+    cmd.add_argument("--protocol", choices=prophesee.PROTOCOLS, default=None,
+                     help="etram: class-agnostic headline (eTraM); rvt: class-aware headline (RVT) (default: "
+                          f"{DETECTIONS_INFO_FILE} 'protocol'; one of the two is required)")
+    cmd.add_argument("--output", required=True, type=Path, help=f"results file (or folder for {RESULTS_FILE_NAME})")
+    cmd.add_argument("--height", type=int, default=None,
+                     help=f"frame height in px of the boxes (default: {DETECTIONS_INFO_FILE})")
+    cmd.add_argument("--width", type=int, default=None,
+                     help=f"frame width in px of the boxes (default: {DETECTIONS_INFO_FILE})")
+    cmd.add_argument("--classes", default=None,
+                     help=f"comma-separated class names, index = class_id (default: {DETECTIONS_INFO_FILE})")
+    cmd.add_argument("--camera", choices=sorted(prophesee.CAMERA_SENSOR_HW), default=None,
+                     help=f"sensor: gen4 (1280x720, also eTraM) or gen1 (304x240) (default: {DETECTIONS_INFO_FILE}, "
+                          "else gen4)")
+    cmd.add_argument("--min-box-diag-px", type=float, default=None,
+                     help="minimum box diagonal in px of the boxes (default: from camera and --height/--width)")
+    cmd.add_argument("--min-box-side-px", type=float, default=None,
+                     help="minimum box side in px of the boxes (default: from camera and --height/--width)")
+    cmd.add_argument("--skip-before-us", type=int, default=prophesee.DEFAULT_SKIP_BEFORE_US,
+                     help="drop boxes with t <= this (us; default 500000)")
+    cmd.add_argument("--time-tolerance-us", type=int, default=prophesee.DEFAULT_TIME_TOLERANCE_US,
+                     help="detections within +- this many us of a ground-truth timestamp count (default 50000)")
+    cmd.add_argument("--config", type=Path, help="run config (.yaml/.yml/.json) stored in the results file")
+    cmd.add_argument("--experiment", help="experiment name (default: name of the output file's folder)")
+    cmd.add_argument("--confusion-iou", type=float, default=0.5, help="IoU of a confusion-matrix match (0.5)")
+    cmd.add_argument("--confusion-score", type=float, default=0.3,
+                     help="minimum detection score counted in the confusion matrix (0.3)")
+    cmd.add_argument("--overwrite", action="store_true", help="replace existing results / confusion files")
+
+
+def load_box_file(path: str | Path, *, detections: bool) -> np.ndarray:
+    """Load one recording's Prophesee box array from ``.npy`` (no pickles).
+
+    Ground-truth files of the Prophesee v1 layout name the time field ``ts``; it is read as ``t``.
+
+    Args:
+        path: ``<name>_bbox.npy`` (ground truth) or ``<name>.npy`` (detections, ``class_confidence`` = score).
+        detections: require the ``class_confidence`` field.
+
+    Returns:
+        The ``(N,)`` structured array as stored (validated by :func:`evdet.eval.prophesee.check_box_array`).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: not a readable ``.npy`` file, or not a valid sorted Prophesee box array (names the file and
+            the field).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        boxes = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npy box array ({' '.join(str(err).split())})") from None
+    names = getattr(boxes.dtype, "names", None)
+    if not detections and names is not None and "t" not in names and "ts" in names:
+        boxes = rename_fields(boxes, {"ts": "t"})  # a view with a new dtype; the loaded dtype is not mutated
+    prophesee.check_box_array(boxes, str(path), detections=detections)
+    return boxes
+
+
+def pair_recordings(gt_dir: Path, detections_dir: Path) -> list[tuple[str, Path, Path]]:
+    """Match ``GT/<name>_bbox.npy`` with ``DETECTIONS/<name>.npy`` by name (the folders may be the same).
+
+    Returns:
+        ``[(name, gt_path, detections_path)]`` sorted by name.
+
+    Raises:
+        FileNotFoundError: a folder is missing.
+        ValueError: no ground-truth file; a ground-truth file without detections file or a detections file without
+            ground-truth file (names the file).
+    """
+    for flag, folder in (("--gt", gt_dir), ("--detections", detections_dir)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: {flag} folder not found")
+    gt = {p.name[: -len(GT_SUFFIX)]: p for p in gt_dir.glob(f"*{GT_SUFFIX}") if p.is_file()}
+    dt = {p.stem: p for p in detections_dir.glob("*.npy") if p.is_file() and not p.name.endswith(GT_SUFFIX)}
+    if not gt:
+        raise ValueError(f"{gt_dir}: no ground-truth files <name>{GT_SUFFIX} found")
+    for name in sorted(gt):
+        if name not in dt:
+            raise ValueError(f"{gt[name]}: no detections file {detections_dir / (name + '.npy')} for this recording")
+    for name in sorted(dt):
+        if name not in gt:
+            raise ValueError(f"{dt[name]}: no ground-truth file {gt_dir / (name + GT_SUFFIX)} for these detections")
+    return [(name, gt[name], dt[name]) for name in sorted(gt)]
+
+
+def load_detections_info(detections_dir: Path) -> tuple[dict, Path | None]:
+    """Read ``DETECTIONS/detections.json`` when present.
+
+    Known keys (all optional): ``class_names`` (non-empty list of str), ``width``, ``height``,
+    ``downsample_factor`` (positive int), ``protocol`` (etram|rvt), ``camera`` (gen4|gen1); everything else (e.g.
+    ``score``, ``checkpoint``) is only recorded in the results' ``extra``.
+
+    Returns:
+        ``(info, path)``; ``({}, None)`` without the file.
+
+    Raises:
+        ValueError: not valid JSON, not an object, or a known key of the wrong type (names the file and key).
+    """
+    path = detections_dir / DETECTIONS_INFO_FILE
+    if not path.is_file():
+        return {}, None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({' '.join(str(err).split())})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(info).__name__}")
+    names = info.get("class_names")
+    if names is not None and (not isinstance(names, list) or not names or
+                              not all(isinstance(n, str) and n.strip() for n in names)):
+        raise ValueError(f"{path}: key 'class_names' must be a non-empty list of names, got {names!r}")
+    for key in ("width", "height", "downsample_factor"):
+        value = info.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ValueError(f"{path}: key '{key}' must be a positive integer, got {value!r}")
+    if info.get("protocol") is not None and info["protocol"] not in prophesee.PROTOCOLS:
+        raise ValueError(f"{path}: key 'protocol' must be one of {list(prophesee.PROTOCOLS)}, got {info['protocol']!r}")
+    if info.get("camera") is not None and info["camera"] not in prophesee.CAMERA_SENSOR_HW:
+        raise ValueError(f"{path}: key 'camera' must be one of {sorted(prophesee.CAMERA_SENSOR_HW)}, "
+                         f"got {info['camera']!r}")
+    return info, path
+
+
+def _parse_classes(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not names or any(not n for n in names):
+        raise ValueError(f"--classes: expected comma-separated non-empty names, got {text!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--classes: names must be distinct, got {text!r}")
+    return names
+
+
+def _print_prophesee(console: Console, experiment: str, metrics: dict) -> None:
+    settings = metrics["protocol"]
+    headline = metrics["headline"]
+    table = Table(title=f"{experiment}: {settings['name']} protocol (headline: {headline.replace('_', '-')})")
+    table.add_column("metric")
+    for key in ("class_agnostic", "class_aware"):
+        title = key.replace("_", "-") + (" *" if key == headline else "")
+        table.add_column(title, justify="right")
+    for name, agnostic, aware in prophesee.figures_table_rows(metrics):
+        table.add_row(name, _format(agnostic), _format(aware))
+    console.print(table)
+    per_class = Table(title="per class (class-aware pass)")
+    per_class.add_column("class_id", justify="right")
+    per_class.add_column("class")
+    per_class.add_column("AP", justify="right")
+    per_class.add_column("AP_50", justify="right")
+    per_class.add_column("GT", justify="right")
+    for name, row in metrics["class_aware"]["per_class"].items():
+        per_class.add_row(str(row["class_id"]), name, _format(row["AP"]), _format(row["AP_50"]), str(row["num_gt"]))
+    console.print(per_class)
+    console.print(
+        f"{metrics['num_recordings']} recordings, {metrics['num_images']} images, {metrics['num_gt']} GT, "
+        f"{metrics['num_detections']} detections evaluated; camera {settings['camera']}, "
+        f"{settings['height']}x{settings['width']} px, min diag {settings['min_box_diag_px']:g} px, min side "
+        f"{settings['min_box_side_px']:g} px, t > {settings['skip_before_us']} us, +-{settings['time_tolerance_us']} us"
+    )
+    for note in metrics["notes"]:
+        console.print(f"note: {note}")
+
+
+def _results_paths(output: Path) -> tuple[Path, Path]:
     target = output / RESULTS_FILE_NAME if output.is_dir() else output
-    if target.exists() and not args.overwrite:
-        raise FileExistsError(f"{target}: results file already exists; pass --overwrite to replace it")
-    if not args.shards.is_dir():
-        raise FileNotFoundError(f"{args.shards}: --shards folder not found")
-    if not args.detections.is_dir():
-        raise FileNotFoundError(f"{args.detections}: --detections folder not found")
+    name = "confusion_matrix.csv" if target.name == RESULTS_FILE_NAME else f"{target.stem}.confusion_matrix.csv"
+    return target, target.parent / name
+
+
+def _run_prophesee(args: argparse.Namespace, console: Console, argv: Sequence[str] | None) -> None:
+    started = time.perf_counter()
+    target, confusion_path = _results_paths(args.output)
+    if not args.overwrite:
+        for path in (target, confusion_path):
+            if path.exists():
+                raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
     config = load_config(args.config) if args.config is not None else {}
     experiment = args.experiment or target.resolve().parent.name
+    pairs = pair_recordings(args.gt, args.detections)
+    info, info_path = load_detections_info(args.detections)
+    info_hint = f"{args.detections / DETECTIONS_INFO_FILE}"
 
-    shard_paths = sorted(args.shards.glob("*.h5"))
-    if not shard_paths:
-        raise ValueError(f"{args.shards}: no <name>.h5 shards found")
-    shards = [load_shard(p) for p in shard_paths]
-    detections = []
-    for shard in shards:
-        det_path = args.detections / f"{shard.name}.npy"
-        if not det_path.is_file():
-            raise FileNotFoundError(f"{det_path}: detections file for shard '{shard.name}' not found")
-        detections.append(load_detections(det_path))
-
-    width = _same_across_shards(shards, "width")
-    height = _same_across_shards(shards, "height")
-    downsample = _same_across_shards(shards, "downsample_factor")
-    dataset_cfg = config.get("dataset", {}) if isinstance(config, dict) else {}
-    class_map_name = args.class_map or dataset_cfg.get("class_map")
-    if class_map_name and class_map_name != "experiment8":
-        # Shards hold experiment8 ids; detections of a model trained with another map use that map's ids.
-        class_map = get_class_map(class_map_name)
-        shards = [replace(s, labels=class_map.remap(s.labels, source=str(args.shards / f"{s.name}.h5")))
-                  for s in shards]
-        class_names = list(class_map.class_names)
-    elif all(s.class_names is None for s in shards):
-        class_names = EXPERIMENT_CLASSES
+    if args.classes is not None:
+        class_names = _parse_classes(args.classes)
+    elif info.get("class_names"):
+        class_names = list(info["class_names"])
     else:
-        class_names = _same_across_shards(shards, "class_names")
+        raise ValueError(f"class names: pass --classes NAME,NAME,... (index = class_id) or write 'class_names' "
+                         f"into {info_hint}")
+    if (args.height is None) != (args.width is None):
+        raise ValueError("--height/--width: give both or neither")
+    if args.height is not None:
+        height, width, downsample = args.height, args.width, None  # flags win: the factor follows from them
+    elif info.get("height") and info.get("width"):
+        height, width, downsample = info["height"], info["width"], info.get("downsample_factor")
+    else:
+        raise ValueError(f"frame size: pass --height and --width (px of the boxes) or write 'height' and 'width' "
+                         f"into {info_hint}")
+    protocol = args.protocol or info.get("protocol")
+    if protocol is None:
+        raise ValueError(f"protocol: pass --protocol etram|rvt or write 'protocol' into {info_hint}")
+    camera = args.camera or info.get("camera") or "gen4"
+    explicit = {"min_box_diag_px": args.min_box_diag_px, "min_box_side_px": args.min_box_side_px}
+    if (args.min_box_diag_px is None) != (args.min_box_side_px is None):
+        raise ValueError("--min-box-diag-px/--min-box-side-px: give both or neither")
+    settings = prophesee.resolve_protocol(
+        protocol, class_names=class_names, height=height, width=width, camera=camera,
+        downsample_factor=downsample, skip_before_us=args.skip_before_us, time_tolerance_us=args.time_tolerance_us,
+        **explicit,
+    )
 
-    # Protocol thresholds: command line, else the run config's dataset section, else the camera's defaults.
-    protocol = {
-        key: getattr(args, key) if getattr(args, key) is not None else dataset_cfg.get(key)
-        for key in ("min_box_diag_px", "min_box_side_px", "skip_before_us")
-    }
-    if protocol["skip_before_us"] is None:
-        protocol.pop("skip_before_us")
-    started = time.perf_counter()
-    metrics = evaluate_detections(
-        [s.labels for s in shards], detections, width=width, height=height, class_names=class_names,
-        downsample_factor=downsample, camera=args.camera, recording_names=[s.name for s in shards], **protocol,
-    )
+    gt, dt = [], []
+    for _, gt_path, dt_path in pairs:
+        gt.append(load_box_file(gt_path, detections=False))
+        dt.append(load_box_file(dt_path, detections=True))
+    loaded = time.perf_counter()
+    names = [name for name, _, _ in pairs]
+    images = prophesee.build_images(gt, dt, settings, recording_names=names)
+    if images.num_images == 0:
+        raise ValueError(
+            f"{args.gt}: no ground-truth box is left after the filter (t > {settings.skip_before_us} us, diagonal >= "
+            f"{settings.min_box_diag_px:g} px, sides >= {settings.min_box_side_px:g} px) in {len(pairs)} recordings; "
+            f"check --height/--width/--camera"
+        )
+    metrics = prophesee.evaluate_images(images, settings)
+    evaluated = time.perf_counter()
+    matrix = confusion_matrix_from_images(images, num_classes=len(class_names), iou_threshold=args.confusion_iou,
+                                          score_threshold=args.confusion_score)
+    confused = time.perf_counter()
+
+    recordings = images.per_recording()
+    for row, (_, gt_path, dt_path) in zip(recordings, pairs):
+        row.update(gt_file=str(gt_path.resolve()), detections_file=str(dt_path.resolve()))
     extra = {
-        "command": "coco",
-        "shards_dir": str(args.shards.resolve()),
-        "detections_dir": str(args.detections.resolve()),
-        "config_file": None if args.config is None else str(args.config.resolve()),
-        "recordings": [s.name for s in shards],
-        "evaluation_seconds": round(time.perf_counter() - started, 3),
-    }
-    used = metrics["protocol"]
-    matrix = confusion_matrix(
-        [s.labels for s in shards], detections, num_classes=len(class_names),
-        min_box_diag_px=used["min_box_diag_px"], min_box_side_px=used["min_box_side_px"],
-        skip_before_us=used["skip_before_us"], iou_threshold=args.confusion_iou, score_threshold=args.confusion_score,
-    )
-    extra["confusion_matrix"] = {
-        "classes": [*class_names, "background"], "rows": "true class", "columns": "predicted class",
-        "iou_threshold": args.confusion_iou, "score_threshold": args.confusion_score, "counts": matrix.tolist(),
+        "command": "prophesee",
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "inputs": {
+            "gt_dir": str(args.gt.resolve()),
+            "detections_dir": str(args.detections.resolve()),
+            "detections_json": None if info_path is None else str(info_path.resolve()),
+            "detections_info": info,
+            "config_file": None if args.config is None else str(args.config.resolve()),
+        },
+        "recordings": recordings,
+        "confusion_matrix": {
+            "classes": [*class_names, "background"], "rows": "true class", "columns": "predicted class",
+            "images": "the AP images (filter and +-time_tolerance_us matching; a detection in two images counts "
+                      "twice); class_id >= K ignored",
+            "iou_threshold": args.confusion_iou, "score_threshold": args.confusion_score, "counts": matrix.tolist(),
+            "csv": confusion_path.name,
+        },
+        "timings_s": {
+            "load": round(loaded - started, 3),
+            "evaluate": round(evaluated - loaded, 3),
+            "confusion": round(confused - evaluated, 3),
+        },
     }
     written = write_experiment_results(
         target, metrics, experiment=experiment, config=config, extra=extra, overwrite=args.overwrite
     )
-    confusion_path = written.parent / "confusion_matrix.csv"
-    confusion_path.write_text(format_confusion_csv(matrix, class_names))
-    _print_table(console, experiment, metrics)
+    write_text_atomic(confusion_path, format_confusion_csv(matrix, class_names), overwrite=args.overwrite)
+    _print_prophesee(console, experiment, metrics)
     console.print(f"wrote {written} and {confusion_path.name}")
 
 
@@ -328,8 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         args = _build_parser().parse_args(argv)
-        if args.command == "coco":
-            _run_coco(args, Console())
+        if args.command == "prophesee":
+            _run_prophesee(args, Console(), argv)
     except (_UsageError, ValueError, OSError) as err:
         message = " ".join(str(err).split())
         print(f"evdet-eval: error: {message}", file=sys.stderr)

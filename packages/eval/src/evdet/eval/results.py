@@ -7,6 +7,9 @@ Layout (JSON object, ``schema_version`` 1)::
      "versions": {"python": str, "torch": str|null, "numpy": str|null, "pycocotools": str|null,
                   "evdet-data": str|null, "evdet-eval": str|null, "evdet-model": str|null}}
 
+``metrics`` of ``evdet-eval prophesee`` is the dict of :func:`evdet.eval.prophesee.evaluate_prophesee`; ``extra``
+holds the inputs, recordings, timings and the confusion matrix.
+
 Files are written atomically (temporary file in the same folder, then link/rename), so a reader never sees a
 half-written file and an existing result is never replaced unless asked to.
 """
@@ -32,6 +35,7 @@ __all__ = [
     "load_experiment_results",
     "software_versions",
     "write_experiment_results",
+    "write_text_atomic",
 ]
 
 RESULTS_FILE_NAME = "experiment_results.json"
@@ -107,7 +111,9 @@ def write_experiment_results(
     Args:
         path: target file, or an existing directory (then ``<dir>/experiment_results.json``). Missing parent
             folders are created.
-        metrics: the metrics, e.g. the dict returned by :func:`evdet.eval.coco.evaluate_detections`.
+        metrics: the metrics, e.g. the dict returned by :func:`evdet.eval.prophesee.evaluate_prophesee` (layout
+            in its docstring: headline figures at the top level, ``class_agnostic`` / ``class_aware`` passes,
+            per-class figures, counts, ``protocol`` settings).
         experiment: non-empty experiment name.
         config: the run's configuration (e.g. the composed Hydra config as a dict).
         extra: anything else worth keeping (inputs, command line); stored as ``{}`` when ``None``.
@@ -139,7 +145,29 @@ def write_experiment_results(
         "versions": software_versions(),
     }
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    return write_text_atomic(target, text, overwrite=overwrite)
 
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
+    """Write a UTF-8 text file atomically (temporary file in the same folder, then link/rename).
+
+    Used for ``experiment_results.json`` and the files written beside it (e.g. ``confusion_matrix.csv``).
+
+    Args:
+        path: the target file; missing parent folders are created.
+        text: the contents.
+        overwrite: replace an existing file; otherwise an existing file is left untouched.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False (the message names the path).
+        OSError: the folder cannot be created or written.
+    """
+    target = Path(path)
+    if not overwrite and target.exists():
+        raise FileExistsError(f"{target}: file already exists; pass overwrite=True (--overwrite) to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -167,12 +195,12 @@ def _link_no_clobber(source: Path, target: Path) -> None:
         os.link(source, target)
     except FileExistsError:
         raise FileExistsError(
-            f"{target}: results file already exists; pass overwrite=True (--overwrite) to replace it"
+            f"{target}: file already exists; pass overwrite=True (--overwrite) to replace it"
         ) from None
     except OSError:  # file system without hard links: check, then rename (not race-free, but no silent clobber)
         if target.exists():
             raise FileExistsError(
-                f"{target}: results file already exists; pass overwrite=True (--overwrite) to replace it"
+                f"{target}: file already exists; pass overwrite=True (--overwrite) to replace it"
             ) from None
         os.replace(source, target)
 
