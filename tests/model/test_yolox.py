@@ -9,6 +9,7 @@ from torchvision.ops import box_convert, box_iou
 from evdet.model.pafpn import PAFPN
 from evdet.model.postprocess import postprocess
 from evdet.model.yolox_head import YOLOXHead
+from evdet.model.yolox_loss import elementwise_iou, iou_loss, xywh_to_cxcywh
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -80,13 +81,39 @@ def test_loss_values_on_hand_built_case():
     head = YOLOXHead(2, (8,), (4,))
     raw = _perfect_outputs((16.0, 16.0, 24.0, 24.0))
     losses = head.loss([raw], [torch.tensor([[1.0, 16.0, 16.0, 24.0, 24.0]])])
-    # 25 candidates (centre region), all IoU 1 -> dynamic k = 10 positives; 64 anchors with obj logit 0.
-    assert losses["num_fg"].item() == 10
+    # gt centre (28, 28): anchor points 20, 28, 36 lie strictly within 1.5 strides (12 px) on each axis -> 9
+    # candidates (RVT's SimOTA rule), all IoU 1 -> dynamic k = int(sum of top-min(10, 9) IoUs) = 9 positives;
+    # 64 anchors with obj logit 0; class target onehot x IoU 1 with class logits 0.
+    assert losses["num_fg"].item() == 9
     assert losses["loss_iou"].item() == pytest.approx(0.0, abs=1e-5)
-    assert losses["loss_obj"].item() == pytest.approx(64 * math.log(2) / 10, rel=1e-5)
+    assert losses["loss_obj"].item() == pytest.approx(64 * math.log(2) / 9, rel=1e-5)
     assert losses["loss_cls"].item() == pytest.approx(2 * math.log(2), rel=1e-5)
     assert losses["loss_l1"].item() == 0.0
-    assert losses["loss"].item() == pytest.approx(64 * math.log(2) / 10 + 2 * math.log(2), rel=1e-5)
+    assert losses["loss"].item() == pytest.approx(64 * math.log(2) / 9 + 2 * math.log(2), rel=1e-5)
+
+
+def test_elementwise_iou_follows_yolox_iouloss():
+    pred = torch.tensor([
+        [10.0, 10.0, 4.0, 4.0],  # identical -> 1
+        [10.0, 10.0, 4.0, 4.0],  # touching on x -> 0 (no strict overlap)
+        [10.0, 10.0, 4.0, 4.0],  # disjoint -> 0
+        [11.0, 10.0, 4.0, 2.0],  # inter 3 x 2 = 6, union 16 + 8 - 6 = 18
+    ], requires_grad=True)
+    target = torch.tensor([[10.0, 10.0, 4.0, 4.0], [14.0, 10.0, 4.0, 4.0], [30.0, 30.0, 2.0, 2.0],
+                           [10.0, 10.0, 4.0, 4.0]])
+    iou = elementwise_iou(pred, target)
+    assert iou.tolist() == pytest.approx([16 / (16 + 1e-16), 0.0, 0.0, 6 / 18], abs=1e-7)
+    assert torch.equal(iou_loss(pred, target), 1.0 - iou**2)
+    iou.sum().backward()
+    # the intersection is masked, so no gradient flows through touching or disjoint pairs except via the union
+    assert pred.grad[1, :2].abs().sum() == 0 and pred.grad[2, :2].abs().sum() == 0
+
+
+def test_targets_are_converted_to_centres_like_rvt():
+    boxes = torch.tensor([[8.18376, 73.905685, 15.389855, 22.292124], [1.0, 2.0, 3.0, 5.0]])
+    converted = xywh_to_cxcywh(boxes)
+    assert torch.equal(converted[:, 2:], boxes[:, 2:])  # sizes are not recomputed from corners
+    assert torch.equal(converted[:, :2], boxes[:, :2] + 0.5 * boxes[:, 2:])
 
 
 def test_loss_with_and_without_targets():
@@ -166,7 +193,7 @@ def test_tiny_overfit_recovers_targets():
         detections = postprocess(head.decode(head(neck(feats))), conf_threshold=0.5, nms_threshold=0.5)
     gt_xyxy = box_convert(targets[0][:, 1:], "xywh", "xyxy")
     for gt_box, gt_class in zip(gt_xyxy, targets[0][:, 0]):
-        same_class = detections[0][detections[0][:, 5] == gt_class]
+        same_class = detections[0][detections[0][:, 6] == gt_class]  # column 6: class_id
         assert len(same_class) > 0, f"no detection of class {int(gt_class)}"
         assert box_iou(gt_box[None], same_class[:, :4]).max() > 0.5
     assert len(detections[1]) == 0, "the image without targets should have no confident detection"

@@ -1,9 +1,12 @@
-"""``evdet-model``: model summary and prediction over representation shards.
+"""``evdet-model``: model summary, prediction over representation shards, import of RVT weights.
 
 - ``evdet-model summary +experiment=NAME [overrides] [--json] [--all]``: parameters per part, multiply-accumulates
   per frame and feature-map shapes per stage (``--all``: one markdown table over every experiment).
 - ``evdet-model predict --checkpoint CKPT --shards DIR --output DIR``: detections at label timestamps per recording
   (input of ``evdet-eval coco``).
+- ``evdet-model import-rvt FILE --model rvt_tiny|rvt_small|rvt_base [overrides] --output evdet.ckpt [--overwrite]``:
+  weights of the reference RVT implementation (state_dict or Lightning ``.ckpt``) as an evdet checkpoint
+  (:mod:`evdet.model.rvt_import`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evdet.model.config import compose_config, list_experiments, to_container
 from evdet.model.predict import predict_shards
+from evdet.model.rvt_import import write_imported_checkpoint
 from evdet.model.summary import format_lstm_table, format_markdown_table, format_summary, lstm_cell_counts, summarize
 
 __all__ = ["main"]
@@ -43,6 +47,17 @@ def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _import_rvt(args: argparse.Namespace, overrides: list[str]) -> int:
+    report = write_imported_checkpoint(
+        args.file, args.output, preset=args.model, overrides=overrides, overwrite=args.overwrite
+    )
+    print(json.dumps(report))
+    return 0
+
+
+_COMMANDS = {"summary": _summary, "predict": _predict, "import-rvt": _import_rvt}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; errors print one line on stderr and exit with status 2."""
     parser = argparse.ArgumentParser(prog="evdet-model", description=__doc__.split("\n\n")[0])
@@ -56,10 +71,22 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--output", type=Path, required=True, help="directory for <name>.npy detections")
     predict.add_argument("--batch", type=int, default=None, help="recordings streamed in parallel")
     predict.add_argument("--device", default="cpu")
+    imp = sub.add_parser(
+        "import-rvt",
+        help="RVT (uzh-rpg/RVT) weights -> evdet checkpoint",
+        usage="evdet-model import-rvt FILE --model {rvt_tiny,rvt_small,rvt_base} [HYDRA_OVERRIDE ...] "
+        "--output CKPT [--overwrite]",
+        description="Import a reference RVT state_dict or Lightning .ckpt into an evdet checkpoint; the evdet config "
+        "is model=<preset> plus the Hydra overrides given (the dataset config decides num_classes).",
+    )
+    imp.add_argument("file", type=Path, help="RVT state_dict (.pt/.pth) or Lightning checkpoint (.ckpt)")
+    imp.add_argument("--model", required=True, choices=("rvt_tiny", "rvt_small", "rvt_base"), help="evdet preset")
+    imp.add_argument("--output", type=Path, required=True, help="evdet checkpoint to write")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     args, overrides = parser.parse_known_args(argv)
     try:
-        return _summary(args, overrides) if args.command == "summary" else _predict(args, overrides)
-    except (HydraException, OmegaConfBaseException, FileNotFoundError, ValueError) as exc:
+        return _COMMANDS[args.command](args, overrides)
+    except (HydraException, OmegaConfBaseException, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"evdet-model {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

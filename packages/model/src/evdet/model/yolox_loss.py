@@ -1,14 +1,19 @@
 """YOLOX training loss: SimOTA assignment, IoU loss on boxes, BCE on objectness and classes, optional L1.
 
-Source: YOLOX (Ge et al., arXiv 2107.08430, Sec. 2.1-2.2) and its reference implementation (v0.1), used by RVT:
+Source: YOLOX (Ge et al., arXiv 2107.08430, Sec. 2.1-2.2) as RVT trains it (github.com/uzh-rpg/RVT @ b80f568,
+``models/detection/yolox/models/yolo_head.py`` ``get_losses``, ``models/detection/yolox/models/losses.py``
+``IOUloss``), with RVT's SimOTA candidate rule (:mod:`evdet.model.simota`):
 
-* ``loss_iou``: ``sum over positives of (1 - IoU^2)`` (YOLOX ``IOUloss(loss_type="iou")``), / ``num_fg``;
-* ``loss_obj``: BCE-with-logits of the objectness on ALL anchors against the foreground mask, / ``num_fg``;
+* ``loss_iou``: ``sum over positives of (1 - IoU^2)`` (``IOUloss(loss_type="iou")``, IoU as :func:`elementwise_iou`),
+  / ``num_fg``; reported WITHOUT the weight 5 (RVT reports ``iou_loss`` already multiplied by it);
+* ``loss_obj``: BCE-with-logits of the objectness on ALL anchors against the foreground mask, / ``num_fg`` (RVT's
+  ``conf_loss``);
 * ``loss_cls``: BCE-with-logits of the class logits on positives against IoU-aware targets
   ``one_hot(class) * IoU(pred, matched gt)``, summed over classes, / ``num_fg``;
-* ``loss_l1`` (only with ``use_l1``, YOLOX switches it on for the last 15 epochs): L1 between raw box outputs
-  and ``[cx / s - gx, cy / s - gy, log(w / s + 1e-8), log(h / s + 1e-8)]``, / ``num_fg``;
-* ``loss = 5.0 * loss_iou + loss_obj + loss_cls + loss_l1`` with ``num_fg = max(total positives in batch, 1)``.
+* ``loss_l1`` (only with ``use_l1``; YOLOX switches it on for the last 15 epochs, RVT never): L1 between raw box
+  outputs and ``[cx / s - gx, cy / s - gy, log(w / s + 1e-8), log(h / s + 1e-8)]``, / ``num_fg``;
+* ``loss = 5.0 * loss_iou + loss_obj + loss_cls + loss_l1`` with ``num_fg = max(total positives in batch, 1)``
+  (RVT ``reg_weight = 5.0``).
 
 The per-positive IoU and class losses are kept unreduced (one value per positive anchor, alongside the matched
 gt box) until the final sum, so that per-positive weights can multiply them before reduction.
@@ -30,32 +35,52 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import box_convert
 
 from evdet.model.simota import CENTER_RADIUS, simota_assign
 
 IOU_LOSS_WEIGHT = 5.0
-"""Weight of the IoU loss in the total (YOLOX reference implementation ``reg_weight``)."""
+"""Weight of the IoU loss in the total (RVT ``yolo_head.py`` ``get_losses``: ``reg_weight = 5.0``)."""
+IOU_UNION_EPS = 1e-16
+"""Added to the union of the IoU loss, px² (RVT ``losses.py`` ``IOUloss``: ``area_u + 1e-16``)."""
 
 
-def elementwise_iou(boxes_a: Tensor, boxes_b: Tensor, eps: float = 1e-16) -> Tensor:
-    """IoU of corresponding boxes.
+def elementwise_iou(boxes_a: Tensor, boxes_b: Tensor, eps: float = IOU_UNION_EPS) -> Tensor:
+    """IoU of corresponding boxes, computed as YOLOX's ``IOUloss`` (RVT ``models/detection/yolox/models/losses.py``).
+
+    Corners are ``centre -/+ size / 2``; the intersection ``prod(bottom_right - top_left)`` is masked to 0 unless
+    ``top_left < bottom_right`` on both axes (so no gradient flows through non-overlapping pairs); areas are
+    ``w * h``; ``IoU = inter / (area_a + area_b - inter + eps)``.
 
     Args:
         boxes_a: float ``(N, 4)`` ``[cx, cy, w, h]`` px.
         boxes_b: float ``(N, 4)`` ``[cx, cy, w, h]`` px.
-        eps: added to the union (YOLOX uses 1e-16).
+        eps: added to the union, px² (:data:`IOU_UNION_EPS`, YOLOX's 1e-16).
 
     Returns:
         float ``(N,)`` IoU in ``[0, 1]``; differentiable.
     """
-    a = box_convert(boxes_a, "cxcywh", "xyxy")
-    b = box_convert(boxes_b, "cxcywh", "xyxy")
-    top_left = torch.maximum(a[:, :2], b[:, :2])
-    bottom_right = torch.minimum(a[:, 2:], b[:, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)
-    union = boxes_a[:, 2:].prod(dim=1) + boxes_b[:, 2:].prod(dim=1) - inter
-    return inter / (union + eps)
+    top_left = torch.max(boxes_a[:, :2] - boxes_a[:, 2:] / 2, boxes_b[:, :2] - boxes_b[:, 2:] / 2)
+    bottom_right = torch.min(boxes_a[:, :2] + boxes_a[:, 2:] / 2, boxes_b[:, :2] + boxes_b[:, 2:] / 2)
+    area_a = torch.prod(boxes_a[:, 2:], 1)
+    area_b = torch.prod(boxes_b[:, 2:], 1)
+    overlaps = (top_left < bottom_right).to(top_left.dtype).prod(dim=1)
+    inter = torch.prod(bottom_right - top_left, 1) * overlaps
+    return inter / (area_a + area_b - inter + eps)
+
+
+def xywh_to_cxcywh(boxes: Tensor) -> Tensor:
+    """Top-left boxes ``[x, y, w, h]`` -> centre boxes ``[x + w / 2, y + h / 2, w, h]`` (px, same dtype).
+
+    Computed directly (not through ``x2 = x + w``, which would round w), the way RVT's label loader forms its YOLOX
+    targets (RVT ``data/genx_utils/labels.py`` ``get_labels_as_tensors(format_="yolox")``).
+
+    Args:
+        boxes: float ``(N, 4)`` ``[x, y, w, h]`` px, top-left corner.
+
+    Returns:
+        float ``(N, 4)`` ``[cx, cy, w, h]`` px.
+    """
+    return torch.cat((boxes[:, :2] + boxes[:, 2:] / 2, boxes[:, 2:]), dim=1)
 
 
 def iou_loss(pred_boxes: Tensor, target_boxes: Tensor) -> Tensor:
@@ -110,7 +135,7 @@ class YOLOXLoss:
         num_classes: number of classes C.
         iou_loss_weight: weight of ``loss_iou`` in ``loss`` (5.0).
         use_l1: add the L1 loss on raw box outputs (off by default, as RVT).
-        center_radius: SimOTA centre-region radius in strides (2.5).
+        center_radius: SimOTA candidate half-size in strides (:data:`evdet.model.simota.CENTER_RADIUS`, 1.5).
         size_weighting: optional callable mapping float ``(N,)`` gt areas (px²) to float ``(N,)`` per-positive
             weights (size-aware loss, see the module docstring); None for the plain YOLOX loss.
 
@@ -190,7 +215,7 @@ class YOLOXLoss:
             if t.shape[0] == 0:
                 continue
             t = t.to(device=raw.device, dtype=torch.float32)
-            gt_boxes = box_convert(t[:, 1:5], "xywh", "cxcywh")
+            gt_boxes = xywh_to_cxcywh(t[:, 1:5])
             gt_classes = t[:, 0].long()
             assignment = simota_assign(
                 anchor_centers,
