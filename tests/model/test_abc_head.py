@@ -4,6 +4,7 @@ training steps through the Lightning module, and an inference path that never to
 import pytest
 import torch
 
+from evdet.data.classes import ETRAM_CLASSES
 from evdet.model.abc_head import SmallObjectAuxHead, filter_small_targets
 from evdet.model.config import compose_config, to_container
 from evdet.model.detector import build_detector
@@ -64,21 +65,29 @@ def test_aux_head_validates_levels_and_classes():
         SmallObjectAuxHead((8, 16), (8, 16), small_classes=(2, 3, 4), num_classes=3)
     with pytest.raises(ValueError, match=r"model\.fpn\.in_stages"):
         SmallObjectAuxHead((8,), (8,), small_classes=(0,), num_classes=3)
-    cfg = _config("dataset.num_classes=3")
-    with pytest.raises(ValueError, match=r"head\.small_classes"):
-        DetectionModule(cfg)  # 3-class grouping with the 8-class small-class ids
+    cfg = _config("dataset.class_map=grouped3", "dataset.num_classes=3")
+    with pytest.raises(ValueError, match=r"head\.small_classes: \['pedestrian', 'bicycle', 'motorbike', 'wheelchair'\] "
+                                         r"must be .* \['pedestrian', 'vehicle', 'micromobility'\] \(unknown: "
+                                         r"\['bicycle', 'motorbike', 'wheelchair'\]\)"):
+        DetectionModule(cfg)  # the 3-class grouping needs its own small classes
+    DetectionModule(_config("dataset.class_map=grouped3", "dataset.num_classes=3",
+                            "model.head.small_classes=[pedestrian,micromobility]"))
+    with pytest.raises(ValueError, match="needs the model's class names"):
+        build_detector(cfg["model"], num_classes=3, in_channels=20)
 
 
 def test_aux_head_uses_the_two_highest_resolution_levels():
-    model = build_detector(_config()["model"], num_classes=8, in_channels=20)
+    model = build_detector(_config()["model"], num_classes=8, in_channels=20, class_names=ETRAM_CLASSES)
     assert model.strides == (4, 8, 16, 32)
-    assert model.aux_head.head.strides == (4.0, 8.0) and model.aux_head.head.num_classes == 3
+    # the eTraM dataset's small classes by name: pedestrian, bicycle, motorbike, wheelchair -> ids 0, 2, 4, 7
+    assert model.aux_head.small_classes == (0, 2, 4, 7)
+    assert model.aux_head.head.strides == (4.0, 8.0) and model.aux_head.head.num_classes == 4
     assert model.aux_head.head.hidden_channels == model.head.hidden_channels
     assert model.head.criterion.size_weighting is not None  # size-aware loss on the main head ...
     assert model.aux_head.head.criterion.size_weighting is None  # ... only
     pyramid = [torch.randn(1, c, 64 // s, 64 // s) for c, s in zip((16, 32, 64, 128), model.strides)]
     outputs = model.aux_head(pyramid)
-    assert [tuple(o.shape) for o in outputs] == [(1, 8, 16, 16), (1, 8, 8, 8)]
+    assert [tuple(o.shape) for o in outputs] == [(1, 9, 16, 16), (1, 9, 8, 8)]  # 5 + 4 small classes
 
 
 def test_aux_loss_on_frames_without_small_objects_is_objectness_only():
@@ -103,8 +112,9 @@ def _toy_batch(bsz=2, seq_len=2, h=64, w=128):
     rep = (torch.rand(bsz, seq_len, 20, h, w, generator=g) < 0.05).to(torch.uint8) * 3
     rep[:, :, :, 10:34, 20:50] = 2
     rep[:, :, :, 40:52, 80:88] = 4
-    with_small = torch.tensor([[0.0, 20.0, 10.0, 30.0, 24.0], [4.0, 80.0, 40.0, 8.0, 12.0]])
-    without_small = torch.tensor([[0.0, 20.0, 10.0, 30.0, 24.0]])
+    # eTraM ids: 1 car (not small), 4 motorbike (small)
+    with_small = torch.tensor([[1.0, 20.0, 10.0, 30.0, 24.0], [4.0, 80.0, 40.0, 8.0, 12.0]])
+    without_small = torch.tensor([[1.0, 20.0, 10.0, 30.0, 24.0]])
     return {
         "representation": rep,
         "labels": [[with_small.clone(), without_small.clone()] for _ in range(seq_len)],
@@ -137,7 +147,8 @@ def test_abc_training_steps_log_both_parts_and_train_the_aux_head():
         opt.zero_grad()
         loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in module.parameters() if p.grad is not None)
-        assert module.model.aux_head.head.cls_preds[0].weight.grad.abs().sum() > 0  # aux class loss reaches it
+        aux_cls = module.model.aux_head.head.cls_preds  # the aux class loss reaches its predictors (either level)
+        assert sum(float(c.weight.grad.abs().sum()) for c in aux_cls if c.weight.grad is not None) > 0
         opt.step()
         totals.append(float(loss.detach()))
     for key in ("train/loss", "train/loss_main", "train/loss_aux", "train/loss_iou", "train/num_fg_aux"):
@@ -145,14 +156,14 @@ def test_abc_training_steps_log_both_parts_and_train_the_aux_head():
     for total, main, aux in zip(logged["train/loss"], logged["train/loss_main"], logged["train/loss_aux"]):
         assert total == pytest.approx(main + 2.0 * aux, rel=1e-6)
         assert main > 0 and aux > 0
-    assert all(n > 0 for n in logged["train/num_fg_aux"])  # the pedestrian of slot 0
+    assert all(n > 0 for n in logged["train/num_fg_aux"])  # the motorbike of slot 0
     assert all(torch.isfinite(torch.tensor(totals))) and totals[0] != totals[1]
     assert all(not torch.equal(a, b.detach()) for a, b in zip(aux_before, obj_preds.parameters()))
 
 
 def test_plain_yolox_loss_has_no_aux_parts():
     cfg = _config("model.head.name=YOLOX")
-    model = build_detector(cfg["model"], num_classes=8, in_channels=20)
+    model = build_detector(cfg["model"], num_classes=8, in_channels=20, class_names=ETRAM_CLASSES)
     from evdet.model.recurrence import run_sequence
 
     frames, _ = run_sequence(model, _toy_batch(), None)
@@ -164,16 +175,16 @@ def test_plain_yolox_loss_has_no_aux_parts():
 def test_inference_identical_without_aux_head_and_never_calls_it():
     torch.manual_seed(0)
     cfg = _config()
-    full = build_detector(cfg["model"], num_classes=8, in_channels=20).eval()
+    full = build_detector(cfg["model"], num_classes=8, in_channels=20, class_names=ETRAM_CLASSES).eval()
     exported = full.export_state_dict()
     assert any(k.startswith("aux_head.") for k in full.state_dict())
     assert not any(k.startswith("aux_head.") for k in exported)
 
-    slim = build_detector(cfg["model"], num_classes=8, in_channels=20, include_aux=False).eval()
+    slim = build_detector(cfg["model"], num_classes=8, in_channels=20, include_aux=False, class_names=ETRAM_CLASSES).eval()
     assert slim.aux_head is None
     slim.load_state_dict(exported, strict=True)
     plain_cfg = _config("model.head.name=YOLOX")  # exported ABC weights are a plain YOLOX detector's weights
-    build_detector(plain_cfg["model"], num_classes=8, in_channels=20).load_state_dict(exported, strict=True)
+    build_detector(plain_cfg["model"], num_classes=8, in_channels=20, class_names=ETRAM_CLASSES).load_state_dict(exported, strict=True)
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the auxiliary head ran at inference")

@@ -4,6 +4,7 @@ parts; strides and feature shapes for patch 2 and the 4-scale PAFPN."""
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from evdet.model.config import compose_config, list_experiments, to_container
@@ -17,8 +18,9 @@ EXPERIMENTS = [
     "patch2_4scale_sizeaware_200k",
     "ABC_sod_basic_100k",
 ]
-TINY = ["profile=local", "dataset.height=90", "dataset.width=160", "training.max_steps=2",
-        "validation.val_check_interval=2", "training.log_every_n_steps=1", "wandb.enabled=false"]
+TINY = ["dataset=etram", "profile=local", "dataset.height=90", "dataset.width=160", "training.max_steps=2",
+        "validation.val_check_interval=2", "training.log_every_n_steps=1", "wandb.enabled=false",
+        "dataset.evaluation.min_box_diag_px=16", "dataset.evaluation.min_box_side_px=4"]
 
 
 def test_all_team_experiments_exist():
@@ -82,7 +84,7 @@ def test_activation_checkpointing_flag_reaches_the_backbone(tiny_shards, tmp_pat
 
     cfg = to_container(compose_config(["+experiment=patch2_4scale_sizeaware_200k", "profile=local",
                                        "model.backbone.checkpoint_stages=true"]))
-    model = build_detector(cfg["model"], num_classes=8, in_channels=20)
+    model = build_detector(cfg["model"], num_classes=8, in_channels=20)  # plain YOLOX head: no class names needed
     assert model.backbone.checkpoint_stages is True
     run = run_training(compose_config(["+experiment=patch2_4scale_sizeaware_200k", f"dataset.path={tiny_shards}",
                                        f"output.dir={tmp_path}", *TINY, "model.backbone.checkpoint_stages=true"]))
@@ -100,12 +102,15 @@ def test_grouped3_run_is_evaluated_in_its_own_classes(tiny_shards, tmp_path):
                                        f"output.dir={tmp_path / 'run'}", *TINY, "dataset.class_map=grouped3",
                                        "dataset.num_classes=3"]))
     predict_shards(Path(run["last_checkpoint"]), tiny_shards / "test", tmp_path / "dets")
+    gt = np.load(next((tmp_path / "dets").glob("*_bbox.npy")))
+    assert set(np.unique(gt["class_id"]).tolist()) <= {0, 1, 2}  # ground truth in the map's classes
     out = tmp_path / "results.json"
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "evdet-eval"), "coco", "--shards", str(tiny_shards / "test"),
+        [str(Path(sys.executable).parent / "evdet-eval"), "prophesee", "--gt", str(tmp_path / "dets"),
          "--detections", str(tmp_path / "dets"), "--output", str(out), "--config", str(tmp_path / "run" / "config.yaml")],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    per_class = json.loads(out.read_text())["metrics"]["per_class_AP"]
-    assert list(per_class) == ["pedestrian", "vehicle", "micromobility"]
+    metrics = json.loads(out.read_text())["metrics"]
+    assert list(metrics["per_class_AP"]) == ["pedestrian", "vehicle", "micromobility"]
+    assert metrics["protocol"]["class_names"] == ["pedestrian", "vehicle", "micromobility"]

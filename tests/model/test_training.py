@@ -57,19 +57,31 @@ def test_shards_of_another_size_are_rejected(tiny_shards, tmp_path):
 
 
 def test_predict_and_evaluate_write_results(tiny_run, tiny_shards, tmp_path):
+    from evdet.data.shards import Shard
+
     report = predict_shards(Path(tiny_run["last_checkpoint"]), tiny_shards / "test", tmp_path / "dets")
-    assert report["sequences"] == 1 and report["labelled_frames"] > 0
-    dets = load_boxes(next((tmp_path / "dets").glob("*.npy")))
-    assert dets.dtype == BBOX_DTYPE
+    shard_path = next((tiny_shards / "test").glob("*.h5"))
+    shard = Shard(shard_path)
+    assert report["sequences"] == 1 and report["labelled_frames"] == shard.num_frames  # every object frame
+    dets = load_boxes(tmp_path / "dets" / f"{shard_path.stem}.npy")
+    gt = load_boxes(tmp_path / "dets" / f"{shard_path.stem}_bbox.npy")
+    assert dets.dtype == BBOX_DTYPE and set(np.unique(dets["t"])) <= set(shard.label_t_us.tolist())
+    np.testing.assert_array_equal(gt[["t", "x", "y", "w", "h", "class_id"]],
+                                  shard.ground_truth()[["t", "x", "y", "w", "h", "class_id"]])
+    described = json.loads((tmp_path / "dets" / "detections.json").read_text())
+    assert described["class_names"] == list(shard.class_names) and described["protocol"] == "etram"
+    assert (described["width"], described["height"], described["downsample_factor"]) == (160, 90, 2)
     results = tmp_path / "experiment_results.json"
     proc = subprocess.run(
-        [str(BIN / "evdet-eval"), "coco", "--shards", str(tiny_shards / "test"), "--detections", str(tmp_path / "dets"),
+        [str(BIN / "evdet-eval"), "prophesee", "--gt", str(tmp_path / "dets"), "--detections", str(tmp_path / "dets"),
          "--output", str(results), "--config", str(Path(tiny_run["output_dir"]) / "config.yaml")],
         capture_output=True, text=True,
     )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(results.read_text())["metrics"]
-    assert 0.0 <= metrics["AP"] <= 1.0
+    assert 0.0 <= metrics["AP"] <= 1.0 and metrics["headline"] == "class_agnostic"
+    assert metrics["class_agnostic"]["AP"] == metrics["AP"] and "AP" in metrics["class_aware"]
+    assert metrics["protocol"]["time_tolerance_us"] == 50_000
 
 
 def test_input_scale_factor():

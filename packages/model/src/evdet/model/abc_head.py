@@ -2,8 +2,9 @@
 
 The ABC detector keeps the main YOLOX head over all PAFPN levels and adds an auxiliary YOLOX head over the two
 highest-resolution levels (P1, P2 with ``fpn.in_stages [1, 2, 3, 4]``; the two smallest strides in general),
-trained only on the small classes (``head.small_classes``, default Motorcycle 2, Bicycle 3, Pedestrian 4 of the
-experiments' 8 classes), remapped to ``0 .. K-1`` in the order given. The total training loss is
+trained only on the small classes (``head.small_classes``: class NAMES of the model's classes, default the
+dataset config's ``dataset.small_classes``, e.g. pedestrian, bicycle, motorbike, wheelchair for eTraM; the detector
+turns them into ids), remapped to ``0 .. K-1`` in the order given. The total training loss is
 ``loss_main + aux_loss_weight * loss_aux`` (``aux_loss_weight`` 2.0). The auxiliary head only shapes the shared
 backbone and PAFPN features during training: detection uses the main head alone, and exported models drop it.
 """
@@ -17,13 +18,10 @@ from torch import Tensor, nn
 
 from evdet.model.yolox_head import YOLOXHead
 
-__all__ = ["AUX_NUM_LEVELS", "DEFAULT_SMALL_CLASSES", "DEFAULT_AUX_LOSS_WEIGHT", "filter_small_targets",
-           "SmallObjectAuxHead"]
+__all__ = ["AUX_NUM_LEVELS", "DEFAULT_AUX_LOSS_WEIGHT", "filter_small_targets", "SmallObjectAuxHead"]
 
 AUX_NUM_LEVELS = 2
 """The auxiliary head sees the two highest-resolution pyramid levels (issue 4)."""
-DEFAULT_SMALL_CLASSES = (2, 3, 4)
-"""Motorcycle, Bicycle, Pedestrian in the experiments' 8 classes (``evdet.data.labels.SMALL_OBJECT_CLASS_IDS``)."""
 DEFAULT_AUX_LOSS_WEIGHT = 2.0
 """Weight of the auxiliary loss in the total (the team's ``ABC_sod_basic_100k`` run)."""
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from evdet.model.config import compose_config, to_container
+from evdet.model.datamodule import dataset_classes
 from evdet.model.detector import build_detector
 from evdet.model.recurrence import detach_states, run_sequence
 
@@ -90,7 +91,8 @@ def benchmark_training(
     ds = config["dataset"]
     seq_len = int(ds["sequence_length"])
     torch.manual_seed(int(config["seed"]))
-    model = build_detector(config["model"], num_classes=int(ds["num_classes"]), in_channels=int(ds["in_channels"]))
+    model = build_detector(config["model"], num_classes=int(ds["num_classes"]), in_channels=int(ds["in_channels"]),
+                           class_names=list(dataset_classes(ds).class_names))
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(config["training"]["learning_rate"]))
     amp_dtype = dtypes[precision]

@@ -2,10 +2,13 @@
 
 Training uses the configured sampling (stream: consecutive chunks per recording with the recurrent state carried;
 random: independent sequences; mixed: both in one batch with weights ``dataset.w_stream`` / ``dataset.w_random``)
-and the configured augmentation (``dataset.augmentation``, train split only); validation and testing always stream,
-unaugmented, so every labelled window is seen once, in order, with the state carried as at deployment (RVT,
-Sec. 4.1). Every split's labels are remapped on load with ``dataset.class_map``, whose class count must equal
-``dataset.num_classes`` and whose names are the evaluation class names.
+and the configured augmentation (``dataset.augmentation``, train split only, RVT's settings per sampling mode);
+validation and testing always stream, unaugmented, so every object frame is seen once, in order, with the state
+carried as at deployment (RVT, Sec. 4.1).
+
+Classes are names: the shards record the names of their raw label ids, which must equal ``dataset.class_names``;
+``dataset.class_map`` (null or a map of :data:`evdet.data.classes.CLASS_MAPS`) turns them into the model's classes
+(:func:`dataset_classes`), whose count must equal ``dataset.num_classes``.
 """
 
 from __future__ import annotations
@@ -13,71 +16,88 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import h5py
-import hdf5plugin  # noqa: F401  (registers the blosc filter used by the shards)
 import lightning as L
 from torch.utils.data import DataLoader
 
-from evdet.data.augmentation import AugmentationConfig
-from evdet.data.dataset import build_dataloader
-from evdet.data.labels import EXPERIMENT_CLASSES, ClassMap, get_class_map
+from evdet.data.augmentation import SamplingAugmentation
+from evdet.data.classes import ClassLookup, class_lookup
+from evdet.data.dataset import build_dataloader, load_shards
+from evdet.data.labels import LabelError
 
-__all__ = ["ShardDataModule", "dataset_class_map", "shard_facts"]
+__all__ = ["HISTOGRAM_ATTRS", "ShardDataModule", "dataset_classes", "shard_facts"]
+
+HISTOGRAM_ATTRS = ("window_us", "bins", "clip", "downsample_factor", "downsample", "time_bins")
+"""Shard attributes of the stacked-histogram parameters (``evdet-detect`` rebuilds the same representation)."""
 
 
-def dataset_class_map(dataset_cfg: Any) -> ClassMap:
-    """The class map of a ``dataset`` config, checked against ``dataset.num_classes``.
+def dataset_classes(dataset_cfg: Any) -> ClassLookup:
+    """The model's classes for a ``dataset`` config: ``class_names`` through ``class_map``.
 
     Args:
-        dataset_cfg: the ``dataset`` mapping; ``class_map`` defaults to ``experiment8`` when absent (configs saved
-            before the key existed).
-
-    Raises:
-        ValueError: unknown ``dataset.class_map``, or ``dataset.num_classes`` differing from the map's class count
-            (message names both keys and values).
-    """
-    name = str(dataset_cfg.get("class_map", "experiment8"))
-    try:
-        cmap = get_class_map(name)
-    except ValueError as exc:
-        raise ValueError(f"dataset.class_map: {exc}") from None
-    if int(dataset_cfg["num_classes"]) != cmap.num_classes:
-        raise ValueError(f"dataset.num_classes is {dataset_cfg['num_classes']} but dataset.class_map '{name}' has "
-                         f"{cmap.num_classes} classes {list(cmap.class_names)}; set dataset.num_classes="
-                         f"{cmap.num_classes}")
-    return cmap
-
-
-def shard_facts(split_dir: Path) -> dict[str, Any]:
-    """Facts the evaluator and the model need, read from the first shard of ``split_dir``.
+        dataset_cfg: the ``dataset`` mapping (``class_names``, ``class_map``, ``num_classes``).
 
     Returns:
-        ``{"width", "height" (representation px), "downsample_factor", "class_names", "shards" (count)}``.
+        The :class:`~evdet.data.classes.ClassLookup` (``class_names`` = the model's classes in id order).
 
     Raises:
-        FileNotFoundError: ``split_dir`` holds no ``*.h5`` shard (message names the directory).
-        ValueError: the shards disagree on size or downsample factor (message names the first differing file).
+        ValueError: ``dataset.class_names`` missing or not a list of names, an unknown ``dataset.class_map``, a
+            class the map does not list, or ``dataset.num_classes`` differing from the class count (the message
+            names the keys and values).
     """
-    shards = sorted(Path(split_dir).glob("*.h5"))
-    if not shards:
-        raise FileNotFoundError(f"{split_dir}: no representation shards (*.h5); run `evdet-data preprocess` first")
-    facts: dict[str, Any] | None = None
-    for path in shards:
-        with h5py.File(path, "r") as f:
-            names = f.attrs.get("class_names")
-            current = {
-                "width": int(f.attrs["width"]),
-                "height": int(f.attrs["height"]),
-                "downsample_factor": int(f.attrs["downsample_factor"]),
-                "class_names": [str(n) for n in names] if names is not None else list(EXPERIMENT_CLASSES),
-            }
-        if facts is None:
-            facts = current
-        elif current != facts:
-            raise ValueError(f"{path}: shard attributes {current} differ from {shards[0].name}'s {facts}")
-    assert facts is not None
-    facts["shards"] = len(shards)
-    return facts
+    names = dataset_cfg.get("class_names")
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"dataset.class_names: expected the list of class names of the label ids, got {names!r}")
+    class_map = dataset_cfg.get("class_map")
+    try:
+        lookup = class_lookup(names, class_map, source="dataset.class_names")
+    except (ValueError, LabelError) as exc:
+        raise ValueError(f"dataset.class_map: {exc}") from None
+    if int(dataset_cfg["num_classes"]) != lookup.num_classes:
+        raise ValueError(f"dataset.num_classes is {dataset_cfg['num_classes']} but dataset.class_names / class_map "
+                         f"give {lookup.num_classes} classes {list(lookup.class_names)}; set dataset.num_classes="
+                         f"{lookup.num_classes}")
+    return lookup
+
+
+def shard_facts(split_dir: Path, dataset_cfg: Any) -> dict[str, Any]:
+    """Facts the evaluator and the model need, read through the shard API from every shard of ``split_dir``.
+
+    Args:
+        split_dir: one split folder of shards.
+        dataset_cfg: the ``dataset`` config (class names and map are checked against the shards).
+
+    Returns:
+        ``{"width", "height" (representation px), "sensor_width", "sensor_height", "downsample_factor",
+        "class_names" (the model's classes), "source_class_names", "class_map", "histogram" (the stacked-histogram
+        parameters the shards were made with: window_us, bins, clip, downsample_factor, downsample, time_bins),
+        "windows" (label | grid), "shards" (count)}``.
+
+    Raises:
+        evdet.data.shards.ShardError: no shards, a malformed shard, shards that disagree on size or classes, or
+            class names other than ``dataset.class_names`` (the message names the file).
+        ValueError: see :func:`dataset_classes`.
+    """
+    lookup = dataset_classes(dataset_cfg)
+    shards = load_shards(split_dir, dataset_cfg.get("class_map"), list(dataset_cfg["class_names"]))
+    first = shards[0]
+    for shard in shards[1:]:
+        for key in ("sensor_width", "sensor_height", *HISTOGRAM_ATTRS, "windows"):
+            if shard.attrs[key] != first.attrs[key]:
+                raise ValueError(f"{shard.path}: attribute '{key}' {shard.attrs[key]!r} differs from "
+                                 f"{first.path.name}'s {first.attrs[key]!r}")
+    return {
+        "width": first.width,
+        "height": first.height,
+        "sensor_width": first.sensor_width,
+        "sensor_height": first.sensor_height,
+        "downsample_factor": first.downsample_factor,
+        "class_names": list(lookup.class_names),
+        "source_class_names": list(lookup.source_names),
+        "class_map": lookup.class_map,
+        "histogram": {key: first.attrs[key] for key in HISTOGRAM_ATTRS},
+        "windows": first.attrs["windows"],
+        "shards": len(shards),
+    }
 
 
 class ShardDataModule(L.LightningDataModule):
@@ -87,29 +107,26 @@ class ShardDataModule(L.LightningDataModule):
         config: resolved training config (uses ``dataset``, ``batch_size``, ``hardware.num_workers``, ``seed``).
 
     Raises:
-        ValueError: on construction, when ``dataset.num_classes`` differs from ``dataset.class_map``'s class count
-            or ``dataset.augmentation`` is invalid (messages name the keys); in :meth:`facts`, when the shards'
-            representation size differs from ``dataset.height`` x ``dataset.width`` (message names the split
-            directory and both sizes).
+        ValueError: on construction, for bad class settings (:func:`dataset_classes`) or an invalid
+            ``dataset.augmentation`` (messages name the keys); in :meth:`facts`, when the shards' representation
+            size differs from ``dataset.height`` x ``dataset.width`` (message names the split directory and both
+            sizes).
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         self.config = config
         self.root = Path(config["dataset"]["path"])
-        self.class_map = dataset_class_map(config["dataset"])
-        self.augmentation = AugmentationConfig.from_mapping(config["dataset"].get("augmentation"))
+        self.classes = dataset_classes(config["dataset"])
+        self.augmentation = SamplingAugmentation.from_mapping(config["dataset"].get("augmentation"))
 
     def split_dir(self, split: str) -> Path:
         """Directory of one split's shards."""
         return self.root / split
 
     def facts(self, split: str) -> dict[str, Any]:
-        """:func:`shard_facts` of ``split``, checked against the configured resolution; ``class_names`` are the
-        configured class map's names (``class_map`` its name), since the loaders remap the labels to it."""
-        facts = shard_facts(self.split_dir(split))
-        facts["class_names"] = list(self.class_map.class_names)
-        facts["class_map"] = self.class_map.name
+        """:func:`shard_facts` of ``split``, checked against the configured resolution."""
+        facts = shard_facts(self.split_dir(split), self.config["dataset"])
         ds = self.config["dataset"]
         if (facts["height"], facts["width"]) != (int(ds["height"]), int(ds["width"])):
             raise ValueError(
@@ -130,7 +147,8 @@ class ShardDataModule(L.LightningDataModule):
             shuffle=shuffle,
             w_stream=float(ds.get("w_stream", 1.0)),
             w_random=float(ds.get("w_random", 1.0)),
-            class_map=self.class_map,
+            class_map=ds.get("class_map"),
+            class_names=list(ds["class_names"]),
             augmentation=self.augmentation if split == "train" else None,
             # Data-parallel runs stream disjoint recordings per rank (same number of batches on every rank).
             rank=self.trainer.global_rank if self.trainer is not None else 0,

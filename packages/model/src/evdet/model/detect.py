@@ -1,12 +1,14 @@
 """``evdet-detect``: run a trained detector over a raw event recording, streaming with its recurrent state.
 
-Any sensor size is mapped to the model's input: events are binned into 50 ms stacked histograms (RVT Sec. 3.1) at
-the sensor resolution divided by an integer factor ``k`` chosen so the representation fits the trained input size
-(1280x720 with a 640x360 model: k = 2), the detector pads to its required multiple, and boxes are scaled by ``k``
-back to sensor pixels. Outputs, in ``--output``:
+Windows end every 50 ms on the grid of multiples of 50 ms (the first one holds the first event) and are turned into
+the same stacked histograms the model was trained on (:mod:`evdet.data.representation`, the run's histogram
+parameters: both window ends inclusive, time bins stretched over the events, nearest-exact downsampling). Any sensor
+size is mapped to the model's input by an integer factor ``k`` chosen so the representation fits the trained input
+size (1280x720 with a 640x360 model: k = 2); the detector pads to its required multiple, and boxes are scaled by
+``k`` back to sensor pixels. Outputs, in ``--output``:
 
 - ``<recording>_bbox.npy``: Prophesee box array (``t`` = window end in µs, x, y, w, h in sensor px,
-  ``class_confidence`` = score, ``class_id``, ``track_id`` 0);
+  ``class_confidence`` = score as configured in ``dataset.evaluation.score``, ``class_id``, ``track_id`` 0);
 - ``<recording>_XXXXXX.png``: detections drawn over event frames for evenly spaced windows;
 - ``<recording>_detect.json``: counts and the latency per 50 ms window (representation + model), also printed.
 """
@@ -24,12 +26,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from evdet.data.events import Events
-from evdet.data.labels import BBOX_DTYPE, EXPERIMENT_CLASSES, save_boxes
+from evdet.data.labels import BBOX_DTYPE, save_boxes
 from evdet.data.readers import RecordingError, open_recording
-from evdet.data.representation import stacked_histogram
-from evdet.data.windows import iter_windows
+from evdet.data.representation import HistogramConfig, stacked_histogram
+from evdet.data.windows import grid_window_ends, iter_window_events
 from evdet.model.checkpoint import load_module
+from evdet.model.datamodule import dataset_classes
 from evdet.model.detections import detections_to_boxes
 
 __all__ = ["detect_recording", "input_scale_factor", "render_detections", "main"]
@@ -52,14 +54,16 @@ def input_scale_factor(sensor_width: int, sensor_height: int, input_width: int, 
     return max(1, math.ceil(sensor_width / input_width), math.ceil(sensor_height / input_height))
 
 
-def _reduce(events: Events, factor: int) -> Events:
-    if factor == 1:
-        return events
-    width = -(-events.width // factor)
-    height = -(-events.height // factor)
-    return Events(
-        (events.x // factor).astype(np.uint16), (events.y // factor).astype(np.uint16), events.t, events.p, width, height
-    )
+def histogram_config(eval_info: dict | None, factor: int) -> HistogramConfig:
+    """The run's stacked-histogram parameters (recorded from its shards in ``eval_info["histogram"]``; the
+    reference's when absent) with the downsample factor ``factor`` of this recording.
+
+    Raises:
+        ValueError: invalid recorded parameters (names the parameter).
+    """
+    recorded = dict((eval_info or {}).get("histogram") or {})
+    recorded.pop("downsample_factor", None)
+    return HistogramConfig(**recorded, downsample_factor=factor)
 
 
 def render_detections(
@@ -111,7 +115,8 @@ def detect_recording(
         checkpoint: Lightning checkpoint from ``evdet-train``.
         recording: ``.dat``, ``_td.h5`` / ``.h5`` or ``.aedat4`` file.
         output_dir: directory for the box array, PNGs and the JSON report (created).
-        confidence_threshold: minimum score (objectness x class probability) of a kept detection.
+        confidence_threshold: minimum objectness x class probability of a kept detection (the post-processing
+            threshold; the written score is ``dataset.evaluation.score``).
         nms_threshold: IoU of class-aware NMS; default: the run's ``validation.nms_threshold``.
         max_images: number of PNG overlays (evenly spaced windows).
         max_windows: stop after this many windows (None: the whole recording).
@@ -128,15 +133,15 @@ def detect_recording(
     model = module.model
     ds, val = config["dataset"], config["validation"]
     nms = float(val["nms_threshold"]) if nms_threshold is None else float(nms_threshold)
-    window_us = 50_000
-    bins = int(ds["in_channels"]) // 2
-    eval_info = module.eval_info or {}
-    class_names = list(eval_info.get("class_names") or EXPERIMENT_CLASSES)
+    class_names = list(dataset_classes(ds).class_names)
+    score = str(ds.get("evaluation", {}).get("score", "class_conf"))
 
     with open_recording(recording) as reader:
         factor = input_scale_factor(reader.width, reader.height, int(ds["width"]), int(ds["height"]))
+        hist = histogram_config(module.eval_info, factor)
+        window_us = hist.window_us
         info = {"format": reader.format, "width": reader.width, "height": reader.height}
-        n_windows = _count_windows(reader, window_us) if max_images else 0
+        first_t, n_windows = _first_time_and_windows(reader, window_us)
         if max_windows is not None:
             n_windows = min(n_windows, max_windows)
         image_at = set(np.linspace(0, max(n_windows - 1, 0), num=min(max_images, n_windows), dtype=int).tolist())
@@ -145,18 +150,21 @@ def detect_recording(
         latencies_ms: list[float] = []
         states = None
         images: list[str] = []
-        for index, (t0, events) in enumerate(iter_windows(reader.iter_chunks(), reader.width, reader.height, window_us)):
+        windows = iter_window_events(reader.iter_chunks(), grid_window_ends(first_t, window_us), window_us,
+                                     reader.width, reader.height, stop_at_stream_end=True)
+        for index, (t_end, events) in enumerate(windows):
             if max_windows is not None and index >= max_windows:
                 break
             start = time.perf_counter()
-            histogram = stacked_histogram(_reduce(events, factor), t0, window_us=window_us, bins=bins)
+            histogram = stacked_histogram(events, t_end, hist)
             frame = torch.from_numpy(histogram).to(device=device, dtype=torch.float32).unsqueeze(0)
             features, states = model.forward_backbone(frame, states)
             dets = model.detect(features, confidence_threshold, nms)[0]
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             latencies_ms.append((time.perf_counter() - start) * 1e3)
-            boxes = _clip_to_sensor(detections_to_boxes(dets, t0 + window_us, scale=factor), reader.width, reader.height)
+            boxes = _clip_to_sensor(detections_to_boxes(dets, t_end, scale=factor, score=score), reader.width,
+                                    reader.height)
             all_boxes.append(boxes)
             if index in image_at:
                 png = Path(output_dir) / f"{stem}_{index:06d}.png"
@@ -189,16 +197,17 @@ def detect_recording(
     return report
 
 
-def _count_windows(reader, window_us: int) -> int:
-    """Number of 50 ms windows of the recording (streams timestamps once, bounded memory)."""
+def _first_time_and_windows(reader, window_us: int) -> tuple[int, int]:
+    """First event time (µs) and number of grid windows up to the last event (streams timestamps once)."""
     first = last = None
     for chunk in reader.iter_chunks():
         if len(chunk):
             first = int(chunk.t[0]) if first is None else first
             last = int(chunk.t[-1])
     if first is None:
-        return 0
-    return (last - first) // window_us + 1
+        return 0, 0
+    first_end = next(grid_window_ends(first, window_us))
+    return first, (last - first_end) // window_us + 2  # windows whose start (end - window_us) is <= the last event
 
 
 def _clip_to_sensor(boxes: np.ndarray, width: int, height: int) -> np.ndarray:

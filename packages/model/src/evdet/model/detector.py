@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evdet.model.abc_head import DEFAULT_AUX_LOSS_WEIGHT, DEFAULT_SMALL_CLASSES, SmallObjectAuxHead
+from evdet.model.abc_head import DEFAULT_AUX_LOSS_WEIGHT, SmallObjectAuxHead
 from evdet.model.backbone import MaxViTRNN
 from evdet.model.pafpn import PAFPN
 from evdet.model.postprocess import postprocess
@@ -31,7 +31,7 @@ from evdet.model.size_aware import (
 )
 from evdet.model.yolox_head import YOLOXHead
 
-__all__ = ["RVT", "HeadConfig", "HEAD_NAMES", "LstmStates", "build_detector", "pad_to_multiple"]
+__all__ = ["RVT", "HeadConfig", "HEAD_NAMES", "LstmStates", "build_detector", "pad_to_multiple", "small_class_ids"]
 
 HEAD_NAMES = ("YOLOX", "ABC")
 """Allowed values of ``model.head.name``."""
@@ -66,7 +66,8 @@ class HeadConfig:
         small_threshold: S in px² (1024).
         medium_threshold: M in px² (9216).
         weight_type: ``exponential``, ``step`` or ``linear``.
-        small_classes: class ids the ABC auxiliary head learns (remapped to ``0 .. K-1``).
+        small_classes: class NAMES (of the model's classes) the ABC auxiliary head learns, remapped to ``0 .. K-1``
+            in this order; empty for a plain YOLOX head.
         aux_loss_weight: weight of the auxiliary loss in the ABC total (>= 0).
     """
 
@@ -76,7 +77,7 @@ class HeadConfig:
     small_threshold: float = DEFAULT_SMALL_THRESHOLD
     medium_threshold: float = DEFAULT_MEDIUM_THRESHOLD
     weight_type: str = "exponential"
-    small_classes: tuple[int, ...] = DEFAULT_SMALL_CLASSES
+    small_classes: tuple[str, ...] = ()
     aux_loss_weight: float = DEFAULT_AUX_LOSS_WEIGHT
 
     @classmethod
@@ -88,7 +89,7 @@ class HeadConfig:
         Raises:
             ValueError: an unknown key (names ``model.head`` and the allowed keys), an unknown ``name`` (names
                 ``head.name``), an unknown ``weight_type`` (names ``head.weight_type``), a non-boolean
-                ``size_aware_loss``, ``small_classes`` not a list of ints, or a negative ``aux_loss_weight``.
+                ``size_aware_loss``, ``small_classes`` not a list of class names, or a negative ``aux_loss_weight``.
         """
         if cfg is None:
             return cls()
@@ -107,9 +108,9 @@ class HeadConfig:
             raise ValueError(f"head.size_aware_loss: expected true or false, got {values['size_aware_loss']!r}")
         classes = values["small_classes"]
         if isinstance(classes, (str, bytes)) or not isinstance(classes, Sequence) or not all(
-            isinstance(c, int) and not isinstance(c, bool) for c in classes
+            isinstance(c, str) and c for c in classes
         ):
-            raise ValueError(f"head.small_classes: expected a list of integer class ids, got {classes!r}")
+            raise ValueError(f"head.small_classes: expected a list of class names, got {classes!r}")
         numbers = {}
         for key in ("size_aware_weight", "small_threshold", "medium_threshold", "aux_loss_weight"):
             value = values[key]
@@ -149,6 +150,7 @@ class RVT(nn.Module):
         head: the ``model.head`` settings (default: plain YOLOX, no size-aware loss).
         include_aux: build the ABC auxiliary head when ``head.name == "ABC"``; False builds the inference-only
             model that :meth:`export_state_dict` weights load into.
+        class_names: the model's class names in id order (needed by ABC: ``head.small_classes`` are names).
 
     Attributes:
         head: the main :class:`YOLOXHead` over all pyramid levels (size-aware loss when enabled).
@@ -156,7 +158,8 @@ class RVT(nn.Module):
 
     Raises:
         ValueError: if ``in_stages`` is empty, unsorted or names a stage the backbone does not have (the PAFPN
-            also needs 2 or more); for ABC, if ``head.small_classes`` are not class ids of the dataset.
+            also needs 2 or more); for ABC, if ``class_names`` is missing or a name of ``head.small_classes`` is not
+            one of them (the message lists both).
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class RVT(nn.Module):
         num_classes: int,
         head: HeadConfig | None = None,
         include_aux: bool = True,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         stages = tuple(int(s) for s in in_stages)
@@ -190,7 +194,7 @@ class RVT(nn.Module):
             self.aux_head = SmallObjectAuxHead(
                 self.strides,
                 channels,
-                small_classes=self.head_config.small_classes,
+                small_classes=small_class_ids(self.head_config.small_classes, class_names),
                 num_classes=num_classes,
                 hidden_channels=self.head.hidden_channels,
             )
@@ -267,8 +271,26 @@ class RVT(nn.Module):
         return postprocess(decoded, conf_threshold=confidence_threshold, nms_threshold=nms_threshold)
 
 
+def small_class_ids(small_classes: Sequence[str], class_names: Sequence[str] | None) -> tuple[int, ...]:
+    """Class ids of the ABC head's small classes, given by name.
+
+    Raises:
+        ValueError: ``class_names`` is None, ``small_classes`` is empty, or a name is not a class (names
+            ``head.small_classes`` and the known classes).
+    """
+    if class_names is None:
+        raise ValueError("head.small_classes: the ABC head needs the model's class names (dataset.class_names)")
+    names = list(class_names)
+    unknown = [c for c in small_classes if c not in names]
+    if not small_classes or unknown:
+        raise ValueError(f"head.small_classes: {list(small_classes)!r} must be non-empty names of the model's "
+                         f"classes {names} (unknown: {unknown}); set model.head.small_classes or dataset.small_classes")
+    return tuple(names.index(c) for c in small_classes)
+
+
 def build_detector(
-    model_cfg: Mapping[str, Any], num_classes: int, in_channels: int, include_aux: bool = True
+    model_cfg: Mapping[str, Any], num_classes: int, in_channels: int, include_aux: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> RVT:
     """Build :class:`RVT` from the ``model`` config group (see ``conf/model/*.yaml``).
 
@@ -278,6 +300,7 @@ def build_detector(
         num_classes: number of classes of the dataset.
         in_channels: representation channels (20 for a 2 x 10 stacked histogram).
         include_aux: build the ABC auxiliary head (False: inference-only model for :meth:`RVT.export_state_dict`).
+        class_names: the model's class names (ABC resolves ``head.small_classes`` with them).
 
     Raises:
         ValueError: for an unknown LSTM cell, invalid FPN stages or a bad ``head`` node (message names the key).
@@ -306,4 +329,5 @@ def build_detector(
         num_classes=num_classes,
         head=head,
         include_aux=include_aux,
+        class_names=class_names,
     )

@@ -13,7 +13,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
-from evdet.eval.coco import evaluate_detections
+from evdet.eval.prophesee import evaluate_prophesee
+from evdet.model.datamodule import dataset_classes
 from evdet.model.detections import DetectionCollector
 from evdet.model.detector import LstmStates, build_detector
 from evdet.model.recurrence import detach_states, run_sequence
@@ -30,8 +31,9 @@ class DetectionModule(L.LightningModule):
     Args:
         config: the resolved training configuration as a plain dict (``conf/train.yaml`` composed with the
             experiment); stored in the checkpoint's hyper-parameters so detection can rebuild the model.
-        eval_info: shard facts needed by the evaluator: ``width``, ``height`` (representation px),
-            ``downsample_factor`` and ``class_names``; None disables validation metrics.
+        eval_info: shard facts needed by the evaluator and by detection on raw recordings
+            (:func:`evdet.model.datamodule.shard_facts`: ``width``, ``height`` (representation px),
+            ``downsample_factor``, ``class_names``, ``histogram``); None disables validation metrics.
     """
 
     def __init__(self, config: dict[str, Any], eval_info: dict[str, Any] | None = None) -> None:
@@ -40,7 +42,9 @@ class DetectionModule(L.LightningModule):
         self.config = config
         self.eval_info = eval_info
         ds = config["dataset"]
-        self.model = build_detector(config["model"], num_classes=int(ds["num_classes"]), in_channels=int(ds["in_channels"]))
+        self.class_names = list(dataset_classes(ds).class_names)
+        self.model = build_detector(config["model"], num_classes=int(ds["num_classes"]),
+                                    in_channels=int(ds["in_channels"]), class_names=self.class_names)
         self._train_states: LstmStates | None = None
         self._eval_states: LstmStates | None = None
         self._collector: DetectionCollector | None = None
@@ -76,7 +80,7 @@ class DetectionModule(L.LightningModule):
     # --------------------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
         self._eval_states = None
-        self._collector = DetectionCollector()
+        self._collector = DetectionCollector(score=_evaluation(self.config["dataset"]).get("score", "class_conf"))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Stream one validation batch, collecting detections at label timestamps."""
@@ -94,20 +98,26 @@ class DetectionModule(L.LightningModule):
             # Each rank streamed its own recordings: gather them so every rank scores the whole split.
             states = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(states, collector.state())
-            collector = DetectionCollector()
+            collector = DetectionCollector(score=collector.score)
             for state in states:
                 collector.merge(state)
         if collector is None or not collector.sequences or self.eval_info is None:
             return
         try:
             metrics = evaluate_collected(collector, self.eval_info, self.config["dataset"])
-        except ValueError as exc:  # e.g. every validation label is inside the first 0.5 s or below the size limits
-            rank_zero_warn(f"validation: no evaluable labels ({exc}); val_AP logged as 0")
+        except ValueError as exc:  # malformed boxes or settings; never hide it silently
+            rank_zero_warn(f"validation: cannot evaluate ({exc}); val_AP logged as 0")
             metrics = {key: 0.0 for key in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L")}
-        self.log("val_AP", float(metrics["AP"]), prog_bar=True, sync_dist=True)
+        for note in metrics.get("notes", []):
+            rank_zero_warn(f"validation: {note}")
+        self.log("val_AP", float(metrics["AP"] or 0.0), prog_bar=True, sync_dist=True)
         for key in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L"):
             if metrics.get(key) is not None:  # None: no label of that size range in the validation split
                 self.log(f"val/{key}", float(metrics[key]), sync_dist=True)
+        for kind in ("class_agnostic", "class_aware"):
+            value = metrics.get(kind, {}).get("AP")
+            if value is not None:
+                self.log(f"val/AP_{kind}", float(value), sync_dist=True)
 
     # -------------------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict:
@@ -132,26 +142,47 @@ class DetectionModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def _evaluation(dataset_cfg: dict) -> dict:
+    """The ``dataset.evaluation`` node (``{}`` for configs saved before it existed)."""
+    return dict(dataset_cfg.get("evaluation") or {})
+
+
 def evaluate_collected(collector: DetectionCollector, eval_info: dict[str, Any], dataset_cfg: dict) -> dict:
-    """Prophesee-protocol COCO metrics over everything in ``collector``.
+    """Prophesee-protocol COCO metrics over everything in ``collector``, as ``evdet-eval prophesee`` computes them.
 
     Args:
-        collector: labels and detections per recording.
+        collector: labels and detections per recording (detections stamped with their frame's label time).
         eval_info: ``width``, ``height`` (px), ``downsample_factor``, ``class_names`` of the shards.
-        dataset_cfg: the ``dataset`` config (minimum box sizes in sensor px, ``skip_before_us``).
+        dataset_cfg: the ``dataset`` config; ``dataset.evaluation`` gives the protocol (``etram`` | ``rvt``), the
+            camera, optional minimum box sizes in SENSOR px (divided by the downsample factor here), the skip
+            time and the time tolerance.
 
     Returns:
-        The metrics dict of :func:`evdet.eval.coco.evaluate_detections`.
+        The metrics dict of :func:`evdet.eval.prophesee.evaluate_prophesee` (headline figures at the top level,
+        both the class-agnostic and the class-aware passes, per-class AP, the protocol values).
+
+    Raises:
+        ValueError: malformed boxes or settings (names the recording / key).
     """
+    ev = _evaluation(dataset_cfg)
+    factor = int(eval_info["downsample_factor"])
+    diag, side = ev.get("min_box_diag_px"), ev.get("min_box_side_px")
+    if (diag is None) != (side is None):
+        raise ValueError("dataset.evaluation.min_box_diag_px / min_box_side_px: set both or neither (null = the "
+                         "camera's)")
     names = collector.sequences
-    return evaluate_detections(
+    return evaluate_prophesee(
         [collector.labels(n) for n in names],
         [collector.detections(n) for n in names],
-        width=int(eval_info["width"]),
-        height=int(eval_info["height"]),
+        protocol=str(ev.get("protocol", "etram")),
         class_names=list(eval_info["class_names"]),
-        downsample_factor=int(eval_info["downsample_factor"]),
-        min_box_diag_px=float(dataset_cfg["min_box_diag_px"]),
-        min_box_side_px=float(dataset_cfg["min_box_side_px"]),
-        skip_before_us=int(dataset_cfg["skip_before_us"]),
+        height=int(eval_info["height"]),
+        width=int(eval_info["width"]),
+        camera=str(ev.get("camera", "gen4")),
+        downsample_factor=factor,
+        min_box_diag_px=None if diag is None else float(diag) / factor,
+        min_box_side_px=None if side is None else float(side) / factor,
+        skip_before_us=int(ev.get("skip_before_us", 500_000)),
+        time_tolerance_us=int(ev.get("time_tolerance_us", 50_000)),
+        recording_names=names,
     )

@@ -1,52 +1,76 @@
-"""Detections of a trained model over representation shards, at label timestamps (``evdet-model predict``).
+"""Detections of a trained model over representation shards, at every object frame (``evdet-model predict``).
 
-The shards of one split are streamed in order with the recurrent state carried (RVT's evaluation, Sec. 4.1), and the
-detections of each labelled window are written per recording as ``<output>/<name>.npy`` (Prophesee box array in
-representation pixels, ``t`` = label timestamp in µs, ``class_confidence`` = score) for ``evdet-eval coco``.
+The shards of one split are streamed in order with the recurrent state carried (RVT's evaluation, Sec. 4.1); every
+object frame ends a window, so every kept label frame gets a prediction, stamped with its label time, exactly as in
+the in-loop validation. Written to ``<output>/``, the input of ``evdet-eval prophesee --gt OUT --detections OUT``:
+
+- ``<name>.npy``: the detections (Prophesee box array, representation px, ``t`` = frame time in µs,
+  ``class_confidence`` = the score named by ``dataset.evaluation.score``);
+- ``<name>_bbox.npy``: the ground truth the model is scored against (the object frames' boxes as the loader yields
+  them, in the model's classes);
+- ``detections.json``: what the evaluator needs to know (class names, frame size, downsample factor, score kind,
+  evaluation protocol, thresholds, checkpoint).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from evdet.data.dataset import build_dataloader
+from evdet.data.labels import save_boxes
 from evdet.model.checkpoint import load_module
-from evdet.model.datamodule import dataset_class_map
+from evdet.model.datamodule import dataset_classes, shard_facts
 from evdet.model.detections import DetectionCollector
 from evdet.model.recurrence import run_sequence
 
-__all__ = ["predict_shards"]
+__all__ = ["DESCRIPTION_FILE", "predict_shards"]
+
+DESCRIPTION_FILE = "detections.json"
+"""Name of the file that describes a folder of detections (read by ``evdet-eval prophesee``)."""
 
 
 @torch.no_grad()
 def predict_shards(
     checkpoint: Path, shard_dir: Path, output_dir: Path, *, batch_size: int | None = None, device: str = "cpu"
 ) -> dict:
-    """Run the checkpoint over every shard of ``shard_dir`` and write detections per recording.
+    """Run the checkpoint over every shard of ``shard_dir`` and write detections and ground truth per recording.
+
+    Args:
+        checkpoint: Lightning checkpoint of ``evdet-train`` or ``evdet-model import-rvt`` (local or ``s3://``).
+        shard_dir: one split folder of shards.
+        output_dir: destination folder (created).
+        batch_size: recordings streamed in parallel (default ``batch_size.eval`` of the run).
+        device: torch device string.
 
     Returns:
         ``{"sequences", "labelled_frames", "detections", "files": [paths]}``.
 
     Raises:
         FileNotFoundError: missing checkpoint or no shards in ``shard_dir``.
+        evdet.data.shards.ShardError: shards whose class names differ from the run's ``dataset.class_names`` or
+            that are malformed (names the file).
     """
     module, config = load_module(checkpoint, device)
     if not any(Path(shard_dir).glob("*.h5")):  # checked before building the loader, for a clear message
         raise FileNotFoundError(f"{shard_dir}: no representation shards (*.h5)")
-    val = config["validation"]
+    ds, val = config["dataset"], config["validation"]
+    facts = shard_facts(Path(shard_dir), ds)
+    evaluation = dict(ds.get("evaluation") or {})
     loader = build_dataloader(
         Path(shard_dir),
         sampling="stream",
         batch_size=int(batch_size or config["batch_size"]["eval"]),
-        seq_len=int(config["dataset"]["sequence_length"]),
+        seq_len=int(ds["sequence_length"]),
         num_workers=0,
         seed=int(config["seed"]),
         shuffle=False,
-        class_map=dataset_class_map(config["dataset"]),  # labels in the ids the model was trained on
+        class_map=ds.get("class_map"),
+        class_names=list(ds["class_names"]),
     )
-    collector = DetectionCollector()
+    collector = DetectionCollector(score=str(evaluation.get("score", "class_conf")))
     states = None
     frames_seen = 0
     for batch in loader:
@@ -56,10 +80,30 @@ def predict_shards(
         frames_seen += frames.count
         dets = module.model.detect(frames.features, float(val["confidence_threshold"]), float(val["nms_threshold"]))
         collector.add(batch["sequence"], frames.batch_index, frames.label_t_us, frames.targets, dets)
-    names = [p.stem for p in Path(shard_dir).glob("*.h5")]
-    files = collector.save(Path(output_dir), names=names)
+    output_dir = Path(output_dir)
+    names = sorted(p.stem for p in Path(shard_dir).glob("*.h5"))
+    files = collector.save(output_dir, names=names)
+    for name in names:
+        files.append(save_boxes(output_dir / f"{name}_bbox.npy", collector.labels(name)))
+    description = {
+        "class_names": list(dataset_classes(ds).class_names),
+        "width": facts["width"],
+        "height": facts["height"],
+        "sensor_width": facts["sensor_width"],
+        "sensor_height": facts["sensor_height"],
+        "downsample_factor": facts["downsample_factor"],
+        "score": collector.score,
+        "protocol": evaluation.get("protocol", "etram"),
+        "camera": evaluation.get("camera", "gen4"),
+        "confidence_threshold": float(val["confidence_threshold"]),
+        "nms_threshold": float(val["nms_threshold"]),
+        "checkpoint": str(checkpoint),
+        "shards": str(shard_dir),
+        "recordings": names,
+    }
+    (output_dir / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2) + "\n")
     return {
-        "sequences": len(files),
+        "sequences": len(names),
         "labelled_frames": frames_seen,
         "detections": int(sum(len(collector.detections(n)) for n in collector.sequences)),
         "files": [str(f) for f in files],

@@ -81,6 +81,34 @@ class MetricsPortInUseError(OSError):
     """The exporter's port is taken by another process; the message names the port and ``metrics.port``."""
 
 
+class ScrapeCounter:
+    """A collector that yields no metric and counts how often the registry is collected, i.e. scraped.
+
+    Lets the exporter linger after training until a scraper has collected the final values (a condition, not a
+    guess of the scrape interval).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._changed = threading.Condition()
+
+    def collect(self):  # noqa: D102 (prometheus_client collector protocol)
+        with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+        return iter(())
+
+    def describe(self):  # noqa: D102 (an empty description keeps auto_describe from calling collect)
+        return iter(())
+
+    def wait_for_scrapes(self, scrapes: int, timeout_s: float) -> int:
+        """Block until ``scrapes`` more collections happened or ``timeout_s`` passed; returns how many happened."""
+        with self._changed:
+            start = self.count
+            self._changed.wait_for(lambda: self.count - start >= scrapes, timeout=timeout_s)
+            return self.count - start
+
+
 class PrometheusMetricsCallback(L.Callback):
     """Serve the training metrics listed in the module docstring and push their final values to a Pushgateway.
 
@@ -95,21 +123,26 @@ class PrometheusMetricsCallback(L.Callback):
         addr: listen address (``metrics.addr``), e.g. ``0.0.0.0`` in a pod, ``127.0.0.1`` locally.
         pushgateway: ``host:port`` or ``http(s)://host:port`` of a Pushgateway (``metrics.pushgateway``), or None.
         job: Pushgateway job name (``metrics.job``); the grouping key is experiment, run_id and rank.
-        linger_s: seconds the exporter stays up after training ends (``metrics.linger_s``), so a scraper with a
-            long interval still collects the final values; >= 0.
+        linger_s: the longest time (s) the exporter stays up after training ends (``metrics.linger_s``), so a
+            scraper with a long interval still collects the final values; >= 0.
+        linger_scrapes: the exporter stops lingering as soon as it has been scraped this many times after training
+            ended (``metrics.linger_scrapes``); 0 lingers the full ``linger_s``.
 
     Raises:
-        ValueError: port outside 0..65535, negative ``linger_s``, empty labels or a malformed pushgateway address
-            (each message names the ``metrics.*`` key).
+        ValueError: port outside 0..65535, negative ``linger_s`` or ``linger_scrapes``, empty labels or a malformed
+            pushgateway address (each message names the ``metrics.*`` key).
         MetricsPortInUseError: (at ``setup``) the port is in use; names the port and ``metrics.port``.
     """
 
     def __init__(self, experiment: str, run_id: str, port: int = 8000, addr: str = "0.0.0.0",
-                 pushgateway: str | None = None, job: str = "evdet-train", linger_s: float = 0.0) -> None:
+                 pushgateway: str | None = None, job: str = "evdet-train", linger_s: float = 0.0,
+                 linger_scrapes: int = 0) -> None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
             raise ValueError(f"metrics.port: expected an integer in 0..65535 (0 = ephemeral), got {port!r}")
         if linger_s < 0:
             raise ValueError(f"metrics.linger_s: expected seconds >= 0, got {linger_s!r}")
+        if isinstance(linger_scrapes, bool) or not isinstance(linger_scrapes, int) or linger_scrapes < 0:
+            raise ValueError(f"metrics.linger_scrapes: expected an integer >= 0, got {linger_scrapes!r}")
         if pushgateway is not None and not _GATEWAY.match(str(pushgateway)):
             raise ValueError(f"metrics.pushgateway: expected host:port or http(s)://host:port, got {pushgateway!r}")
         if not experiment or not run_id:
@@ -119,8 +152,10 @@ class PrometheusMetricsCallback(L.Callback):
         self.experiment, self.run_id = str(experiment), str(run_id)
         self.base_port, self.addr = port, addr
         self.pushgateway = str(pushgateway) if pushgateway else None
-        self.job, self.linger_s = job, float(linger_s)
+        self.job, self.linger_s, self.linger_scrapes = job, float(linger_s), int(linger_scrapes)
         self.registry = CollectorRegistry(auto_describe=True)
+        self.scrapes = ScrapeCounter()
+        self.registry.register(self.scrapes)
         self.port: int | None = None  # bound port once the exporter runs
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -311,7 +346,10 @@ class PrometheusMetricsCallback(L.Callback):
         if stage != "fit":
             return
         if self._server is not None and self.linger_s > 0:
-            time.sleep(self.linger_s)
+            if self.linger_scrapes > 0:
+                self.scrapes.wait_for_scrapes(self.linger_scrapes, self.linger_s)
+            else:
+                time.sleep(self.linger_s)
         self.stop_server()
 
 
@@ -340,7 +378,8 @@ def _resident_bytes() -> int:
 def build_metrics_callbacks(config: dict[str, Any]) -> list[PrometheusMetricsCallback]:
     """The exporter callback for a resolved training config (``[]`` when ``metrics.enabled`` is false).
 
-    Reads ``experiment_name``, ``run_id`` and ``metrics.{enabled, addr, port, pushgateway, job, linger_s}``.
+    Reads ``experiment_name``, ``run_id`` and ``metrics.{enabled, addr, port, pushgateway, job, linger_s,
+    linger_scrapes}``.
 
     Raises:
         KeyError: the config has no ``metrics`` node (names the key).
@@ -354,5 +393,5 @@ def build_metrics_callbacks(config: dict[str, Any]) -> list[PrometheusMetricsCal
     return [PrometheusMetricsCallback(
         experiment=str(config["experiment_name"]), run_id=str(config["run_id"]), port=m.get("port", 8000),
         addr=str(m.get("addr", "0.0.0.0")), pushgateway=m.get("pushgateway"), job=str(m.get("job", "evdet-train")),
-        linger_s=float(m.get("linger_s", 0.0)),
+        linger_s=float(m.get("linger_s", 0.0)), linger_scrapes=int(m.get("linger_scrapes", 0)),
     )]

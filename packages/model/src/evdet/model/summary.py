@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from evdet.model.datamodule import dataset_classes
 from evdet.model.detector import RVT, build_detector, pad_to_multiple
 
 __all__ = ["summarize", "format_summary", "count_parameters", "format_markdown_table", "lstm_cell_counts",
@@ -78,7 +79,8 @@ def summarize(config: dict[str, Any]) -> dict[str, Any]:
         "fpn_stages"}``.
     """
     ds = config["dataset"]
-    model = build_detector(config["model"], num_classes=int(ds["num_classes"]), in_channels=int(ds["in_channels"]))
+    model = build_detector(config["model"], num_classes=int(ds["num_classes"]), in_channels=int(ds["in_channels"]),
+                           class_names=list(dataset_classes(ds).class_names))
     model.eval()
     x = torch.zeros(1, int(ds["in_channels"]), int(ds["height"]), int(ds["width"]))
     padded = pad_to_multiple(x, model.input_multiple)
