@@ -8,11 +8,15 @@ body exists once. Parameters of the built pipeline (all overridable at submissio
 - ``recordings``: raw recordings for the detect step;
 - ``store_uri``: where checkpoints, ``experiment_results.json`` and detections are copied (empty: none);
 - ``run_id``: the run's id (empty: the training start time);
-- ``downsample``: halve the sensor resolution in preprocessing (1280x720 -> 640x360);
+- ``class_names``: names of the raw label ids (``evdet-data preprocess --class-names``); default: the
+  experiment's ``dataset.class_names``, read from its Hydra config when the pipeline is built;
+- ``preprocess_args``: extra ``evdet-data preprocess`` options (e.g. ``["--on-bad-events", "drop"]``);
 - ``eval_split``: split evaluated after training.
 """
 
 from kfp import dsl, kubernetes
+
+from evdet.model.config import compose_config
 
 from pipeline_components import detect, evaluate, preprocess, train
 
@@ -62,16 +66,25 @@ def _gpu_training(task: dsl.PipelineTask) -> dsl.PipelineTask:
     kubernetes.add_pod_label(task, "evdet/role", "train")
     return task
 
-#: Arguments of the laptop run (`make run`): synthetic training data, the local profile, the real recordings.
+#: Arguments of the laptop run (`make run`): synthetic training data (official eTraM class ids, so the `etram`
+#: dataset config), the local profile, the real recordings.
 LOCAL_DEFAULTS = {
-    "overrides": ["profile=local"],
-    "downsample": True,
+    "overrides": ["dataset=etram", "profile=local"],
+    "class_names": "etram",
+    "preprocess_args": [],
     "eval_split": "test",
 }
 
 
+def experiment_class_names(experiment: str) -> str:
+    """The experiment's ``dataset.class_names`` as the comma-separated ``--class-names`` of preprocessing."""
+    return ",".join(compose_config([f"experiment={experiment}"]).dataset.class_names)
+
+
 def build_pipeline(experiment: str, pipeline_name: str, description: str):
     """Return the KFP pipeline function for ``experiment`` (a Hydra ``experiment`` config name)."""
+
+    default_class_names = experiment_class_names(experiment)
 
     @dsl.pipeline(name=pipeline_name, description=description)
     def pipeline(
@@ -80,10 +93,12 @@ def build_pipeline(experiment: str, pipeline_name: str, description: str):
         recordings: list = [],  # noqa: B006
         store_uri: str = "",
         run_id: str = "",
-        downsample: bool = True,
+        class_names: str = default_class_names,
+        preprocess_args: list = [],  # noqa: B006
         eval_split: str = "test",
     ):
-        shards = preprocess(raw_data_uri=raw_data_uri, downsample=downsample).set_display_name("preprocess")
+        shards = preprocess(raw_data_uri=raw_data_uri, class_names=class_names,
+                            preprocess_args=preprocess_args).set_display_name("preprocess")
         _storage_access(shards)
         trained = train(
             experiment=experiment,

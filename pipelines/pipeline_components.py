@@ -21,13 +21,14 @@ EVAL_IMAGE = f"{_REGISTRY}/evdet-eval:{_TAG}"
 
 
 @dsl.component(base_image=DATA_IMAGE, install_kfp_package=False)
-def preprocess(raw_data_uri: str, downsample: bool, shards: Output[Dataset]) -> str:
-    """eTraM-layout dataset (train/ val/ test/ with <name>_td.h5 + <name>_bbox.npy) -> representation shards."""
+def preprocess(raw_data_uri: str, class_names: str, preprocess_args: list, shards: Output[Dataset]) -> str:
+    """eTraM-layout dataset (train/ val/ test/ with <name>_td.h5 + <name>_bbox.npy) -> representation shards with
+    the reference protocol (``evdet-data preprocess``; ``class_names`` names the raw label ids, ``preprocess_args``
+    holds extra options such as ``--on-bad-events drop``)."""
     import subprocess
 
-    cmd = ["evdet-data", "preprocess", raw_data_uri, shards.path]
-    if not downsample:
-        cmd.append("--no-downsample")
+    cmd = ["evdet-data", "preprocess", raw_data_uri, shards.path, "--class-names", class_names,
+           *[str(a) for a in preprocess_args]]
     result = subprocess.run(cmd, check=True, capture_output=True, text=True)
     print(result.stderr[-4000:])
     shards.metadata["source"] = raw_data_uri
@@ -76,8 +77,9 @@ def evaluate(
     metrics: Output[Metrics],
     results: Output[Artifact],
 ) -> str:
-    """Detections on one split at label timestamps (``evdet-model predict``), then Prophesee-protocol COCO metrics
-    (``evdet-eval coco``) written as ``experiment_results.json``; copied to the store when set."""
+    """Detections at every object frame of one split (``evdet-model predict``: detections, ground truth and
+    ``detections.json``), then the reference Prophesee protocol (``evdet-eval prophesee``; protocol, classes and
+    frame size from ``detections.json``) written as ``experiment_results.json``; copied to the store when set."""
     import json
     import os
     import subprocess
@@ -92,7 +94,7 @@ def evaluate(
         check=True,
     )
     subprocess.run(
-        ["evdet-eval", "coco", "--shards", split_dir, "--detections", detections, "--output", results_file,
+        ["evdet-eval", "prophesee", "--gt", detections, "--detections", detections, "--output", results_file,
          "--config", os.path.join(model.path, "config.yaml"), "--experiment", run["experiment"]],
         check=True,
     )
@@ -107,7 +109,11 @@ def evaluate(
     for key in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L"):
         if values.get(key) is not None:
             metrics.log_metric(key, float(values[key]))
-    return json.dumps({k: values.get(k) for k in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L")})
+    for kind in ("class_agnostic", "class_aware"):
+        if values[kind].get("AP") is not None:
+            metrics.log_metric(f"AP_{kind}", float(values[kind]["AP"]))
+    return json.dumps({"headline": values["headline"],
+                       **{k: values.get(k) for k in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L")}})
 
 
 @dsl.component(base_image=MODEL_IMAGE, install_kfp_package=False)

@@ -52,10 +52,16 @@ def print_summary(store: Path, experiment: str, run_id: str, elapsed_s: float) -
     print(f"  metrics:     {prefix / 'experiment_results.json'}")
     print(f"  detections:  {prefix / 'detect'}")
     print("-" * 72)
-    print("test split (synthetic), Prophesee protocol, COCO AP:")
+    protocol = metrics["protocol"]
+    print(f"test split (synthetic), Prophesee protocol '{protocol['name']}' (+-{protocol['time_tolerance_us'] // 1000}"
+          f" ms, boxes >= {protocol['min_box_diag_px']:g} px diagonal / {protocol['min_box_side_px']:g} px side at "
+          f"{protocol['width']}x{protocol['height']}), COCO AP; headline: {metrics['headline']}")
     keys = ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L")
-    print("  " + "  ".join(f"{k:>6}" for k in keys))
-    print("  " + "  ".join(f"{metrics[k]:6.3f}" if metrics.get(k) is not None else f"{'n/a':>6}" for k in keys))
+    print("  " + f"{'':>15}" + "  ".join(f"{k:>6}" for k in keys))
+    for kind in ("class_agnostic", "class_aware"):
+        row = metrics[kind]
+        print("  " + f"{kind:>15}" + "  ".join(f"{row[k]:6.3f}" if row.get(k) is not None else f"{'n/a':>6}"
+                                              for k in keys))
     per_class = metrics.get("per_class_AP", {})
     if per_class:
         print("  per class: " + ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in per_class.items()))
@@ -104,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         recordings=[str(p) for p in REAL_RECORDINGS],
         store_uri=str(store),
         run_id=run_id,
-        downsample=LOCAL_DEFAULTS["downsample"],
+        class_names=LOCAL_DEFAULTS["class_names"],
+        preprocess_args=LOCAL_DEFAULTS["preprocess_args"],
         eval_split=LOCAL_DEFAULTS["eval_split"],
     )
     print_summary(store, module.EXPERIMENT, run_id, time.monotonic() - start)

@@ -24,15 +24,18 @@ from local_servers import free_port, stop_process
 SCRAPE_INTERVAL_S = 1
 #: Job name of the direct scrape of the training process' exporter.
 EXPORTER_JOB = "evdet-exporter"
-#: Training steps of the scraped run; the exporter lingers so the final values are scraped at least twice.
+#: Training steps of the scraped run; the exporter lingers until Prometheus has scraped the final values
+#: LINGER_SCRAPES times (a condition; LINGER_S is only the upper bound, never reached when Prometheus runs).
 RUN_STEPS = 8
-LINGER_S = 3.0
+LINGER_S = 120.0
+LINGER_SCRAPES = 3
 #: Overrides that make a short training take seconds on 2 CPU cores (as tests/conftest.py TINY_TRAINING).
 RUN_OVERRIDES = [
-    "+experiment=plain_lstm_640x360_baseline", "profile=local", "dataset.height=90", "dataset.width=160",
+    "+experiment=plain_lstm_640x360_baseline", "dataset=etram", "profile=local", "dataset.height=90",
+    "dataset.width=160", "dataset.evaluation.min_box_diag_px=16", "dataset.evaluation.min_box_side_px=4",
     f"training.max_steps={RUN_STEPS}", "validation.val_check_interval=4", "validation.limit_val_batches=1",
     "training.log_every_n_steps=1", "training.lr_scheduler.pct_start=0.3", "checkpoint.save_top_k=0",
-    "experiment_name=obs_test", "run_id=scraped",
+    "experiment_name=obs_test",
 ]
 
 
@@ -141,43 +144,58 @@ def scraped_run(tiny_shards, prometheus, pushgateway, tmp_path_factory) -> dict:
     """A short training run (``run_training``) exporting on the port Prometheus scrapes and pushing to the
     Pushgateway at the end. Polls ``/api/v1/targets`` until the exporter target is up while the run trains.
 
-    Returns: ``labels`` (experiment, run_id, rank), ``at`` (unix time at which the final values are in
-    Prometheus and the exporter was still up), ``summary`` (run.json), ``config`` (resolved training config).
+    The dashboards show rates over 30 s, which need two scrapes with different step counts. Whether a run of
+    ``RUN_STEPS`` steps spans two scrapes depends on the machine, so that is checked (a condition): when every step
+    fell between the same two scrapes, the run is repeated with 4x the steps (at most 3 times).
+
+    Returns: ``labels`` (experiment, run_id, rank), ``steps`` (training steps of the run), ``at`` (unix time at which
+    the final values are in Prometheus and the exporter was still up), ``summary`` (run.json), ``config``.
     """
     from evdet.model.config import compose_config, to_container
     from evdet.model.train import run_training
 
-    out = tmp_path_factory.mktemp("scraped_run")
-    cfg = compose_config([
-        *RUN_OVERRIDES, f"dataset.path={tiny_shards}", f"output.dir={out}",
-        f"metrics.port={prometheus.exporter_port}", "metrics.addr=127.0.0.1", f"metrics.pushgateway={pushgateway}",
-        f"metrics.linger_s={LINGER_S}",
-    ])
-    result: dict = {}
+    for attempt in range(3):
+        steps, run_id = RUN_STEPS * 4 ** attempt, f"scraped{attempt}"
+        out = tmp_path_factory.mktemp("scraped_run")
+        cfg = compose_config([
+            *RUN_OVERRIDES, f"training.max_steps={steps}", f"run_id={run_id}", f"dataset.path={tiny_shards}",
+            f"output.dir={out}", f"metrics.port={prometheus.exporter_port}", "metrics.addr=127.0.0.1",
+            f"metrics.pushgateway={pushgateway}", f"metrics.linger_s={LINGER_S}",
+            f"metrics.linger_scrapes={LINGER_SCRAPES}",
+        ])
+        result: dict = {}
 
-    def train() -> None:
-        try:
-            result["summary"] = run_training(cfg)
-        except BaseException as exc:  # re-raised in the test thread
-            result["error"] = exc
+        def train() -> None:
+            try:
+                result["summary"] = run_training(cfg)
+            except BaseException as exc:  # re-raised in the test thread
+                result["error"] = exc
 
-    thread = threading.Thread(target=train, name="scraped-training")
-    thread.start()
-    up_seen = False
-    while thread.is_alive():
-        if not up_seen and _target_health(prometheus) == "up":
-            up_seen = True
-        time.sleep(0.25)
-    finished = time.time()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    assert up_seen, "the exporter target never became 'up' in /api/v1/targets while the run trained"
+        thread = threading.Thread(target=train, name="scraped-training")
+        thread.start()
+        up_seen = False
+        while thread.is_alive():
+            if not up_seen and _target_health(prometheus) == "up":
+                up_seen = True
+            time.sleep(0.25)
+        finished = time.time()
+        thread.join()
+        if "error" in result:
+            raise result["error"]
+        assert up_seen, "the exporter target never became 'up' in /api/v1/targets while the run trained"
+        # The exporter stopped at `finished`, after Prometheus had scraped the final values LINGER_SCRAPES times;
+        # one scrape interval earlier they are in the database and no staleness marker exists yet.
+        at = finished - SCRAPE_INTERVAL_S
+        selector = f'job="{EXPORTER_JOB}",run_id="{run_id}"'
+        changes = prometheus.query(f"changes(evdet_train_step_duration_seconds_count{{{selector}}}[30s])", at)
+        if changes and float(changes[0]["value"][1]) > 0:
+            break
+    else:
+        pytest.fail(f"the training steps never spanned two Prometheus scrapes ({steps} steps, run {run_id})")
     return {
-        "labels": {"experiment": "obs_test", "run_id": "scraped", "rank": "0"},
-        # The exporter stopped at `finished`; half a scrape interval earlier the final values had been scraped
-        # (the exporter lingered LINGER_S s) and no staleness marker exists yet.
-        "at": finished - LINGER_S / 2,
+        "labels": {"experiment": "obs_test", "run_id": run_id, "rank": "0"},
+        "steps": steps,
+        "at": at,
         "summary": result["summary"],
         "config": to_container(cfg),
     }

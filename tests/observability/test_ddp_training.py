@@ -15,7 +15,7 @@ BIN = Path(sys.executable).parent
 def test_two_process_ddp_keeps_ranks_identical(tiny_shards, pushgateway, tmp_path):
     out = tmp_path / "run"
     cmd = [
-        str(BIN / "evdet-train"), "+experiment=plain_lstm_640x360_baseline", "profile=local",
+        str(BIN / "evdet-train"), "+experiment=plain_lstm_640x360_baseline", "dataset=etram", "profile=local",
         f"dataset.path={tiny_shards}", "dataset.height=90", "dataset.width=160", f"output.dir={out}",
         "run_id=ddp", "hardware.devices=2", "hardware.strategy=ddp", "training.max_steps=4",
         "validation.val_check_interval=2", "wandb.enabled=false", f"metrics.pushgateway={pushgateway}",

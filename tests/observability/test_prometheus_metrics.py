@@ -18,7 +18,7 @@ from evdet.model.prometheus_metrics import (
     build_metrics_callbacks,
 )
 
-from .conftest import EXPORTER_JOB, RUN_STEPS, http_get
+from .conftest import EXPORTER_JOB, http_get
 
 #: Every series the exporter must produce (histograms through their _bucket / _sum / _count series).
 EXPORTED = [
@@ -49,10 +49,11 @@ def test_prometheus_scrapes_every_metric_of_a_training_run(scraped_run, promethe
     for name in EXPORTED:
         assert prometheus.query(f"{name}{{{sel}}}", at), f"{name}: no data for {sel}"
     batch, seq_len = scraped_run["config"]["batch_size"]["train"], scraped_run["config"]["dataset"]["sequence_length"]
-    assert _value(prometheus, f"evdet_train_steps_total{{{sel}}}", at) == RUN_STEPS
-    assert _value(prometheus, f"evdet_train_samples_total{{{sel}}}", at) == RUN_STEPS * batch
-    assert _value(prometheus, f"evdet_train_frames_total{{{sel}}}", at) == RUN_STEPS * batch * seq_len
-    assert _value(prometheus, f"evdet_train_step_duration_seconds_count{{{sel}}}", at) == RUN_STEPS
+    steps = scraped_run["steps"]
+    assert _value(prometheus, f"evdet_train_steps_total{{{sel}}}", at) == steps
+    assert _value(prometheus, f"evdet_train_samples_total{{{sel}}}", at) == steps * batch
+    assert _value(prometheus, f"evdet_train_frames_total{{{sel}}}", at) == steps * batch * seq_len
+    assert _value(prometheus, f"evdet_train_step_duration_seconds_count{{{sel}}}", at) == steps
     assert _value(prometheus, f"evdet_train_iterations_per_second{{{sel}}}", at) > 0
     components = {r["metric"]["component"] for r in prometheus.query(f"evdet_train_loss{{{sel}}}", at)}
     assert {"loss", "loss_iou", "loss_obj", "loss_cls"} <= components
@@ -69,12 +70,12 @@ def test_pushgateway_holds_the_final_values(scraped_run, pushgateway, prometheus
     families = {f.name: f for f in text_string_to_metric_families(http_get(f"{pushgateway}/metrics").decode())}
     steps = [s for s in families["evdet_train_steps"].samples
              if s.name == "evdet_train_steps_total" and all(s.labels.get(k) == v for k, v in labels.items())]
-    assert len(steps) == 1 and steps[0].value == RUN_STEPS and steps[0].labels["job"] == "evdet-train"
+    assert len(steps) == 1 and steps[0].value == scraped_run["steps"] and steps[0].labels["job"] == "evdet-train"
     failed = [s for s in families["evdet_train_failed"].samples if s.labels.get("run_id") == labels["run_id"]]
     assert [s.value for s in failed] == [0.0]
     # ... and Prometheus scraped them from the Pushgateway with the pushed job label (honor_labels).
     pushed = prometheus.query(f'evdet_train_steps_total{{{_selector(labels, job="evdet-train")}}}', scraped_run["at"])
-    assert pushed and float(pushed[0]["value"][1]) == RUN_STEPS
+    assert pushed and float(pushed[0]["value"][1]) == scraped_run["steps"]
 
 
 class _SequenceModule(L.LightningModule):

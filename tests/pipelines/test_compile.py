@@ -36,6 +36,9 @@ def test_pipeline_compiles(path, tmp_path):
     assert images["exec-evaluate"].split("/")[-1].startswith("evdet-eval:")
     train_inputs = tasks["train"]["inputs"]["parameters"]
     assert train_inputs["experiment"]["runtimeValue"]["constant"]  # the experiment name is fixed per file
+    # preprocessing names the raw label ids as the experiment's dataset config does (the team's 8-class sample)
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert defaults["class_names"]["defaultValue"] == "Car,Truck,Motorcycle,Bicycle,Pedestrian,Bus,Static,Other"
 
 
 def test_at_least_the_baseline_pipeline_exists():

@@ -30,13 +30,20 @@ def test_plain_lstm_baseline_pipeline_runs_locally(tmp_path):
     run = runs[0]
     results = json.loads((run / "experiment_results.json").read_text())
     assert results["experiment"] == "plain_lstm_640x360_baseline"
-    assert set(results["metrics"]) >= {"AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L", "per_class_AP"}
+    metrics = results["metrics"]
+    assert set(metrics) >= {"AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L", "per_class_AP", "class_agnostic",
+                            "class_aware"}
     assert results["config"]["model"]["backbone"]["lstm_cell"] == "PlainLSTM2d"
-    # The local profile's minimum box size (sensor px) reaches the evaluator, halved by the downsample factor.
-    assert results["metrics"]["protocol"]["min_box_diag_px"] == pytest.approx(16 / 2)
+    # the synthetic data are evaluated with the reference protocol: eTraM's, gen4 thresholds halved at 640x360
+    protocol = metrics["protocol"]
+    assert (protocol["name"], protocol["headline"], protocol["time_tolerance_us"]) == ("etram", "class_agnostic", 50_000)
+    assert (protocol["min_box_diag_px"], protocol["min_box_side_px"], protocol["width"]) == (30, 10, 640)
+    assert protocol["class_names"][:2] == ["pedestrian", "car"] and metrics["num_images"] > 0
+    assert "class_agnostic" in proc.stdout and "class_aware" in proc.stdout
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert (run / "confusion_matrix.csv").read_text().startswith("true\\predicted,Car,")
-    assert list((run / "detections" / "test").glob("*.npy"))
+    assert (run / "confusion_matrix.csv").read_text().startswith("true\\predicted,pedestrian,car,")
+    assert list((run / "detections" / "test").glob("*_bbox.npy"))
+    assert (run / "detections" / "test" / "detections.json").is_file()
     for stem in ("gen4", "davis346"):
         assert (run / "detect" / f"{stem}_bbox.npy").is_file()
         assert list((run / "detect").glob(f"{stem}_*.png"))
