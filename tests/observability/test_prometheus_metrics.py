@@ -159,10 +159,32 @@ def test_exporter_serves_labelled_metrics_until_stopped():
         http_get(f"http://127.0.0.1:{port}/metrics", timeout=2)
 
 
+def test_exporter_lingers_until_scraped_after_the_end():
+    """teardown returns once the exporter was scraped linger_scrapes times, long before linger_s."""
+    import threading
+
+    callback = PrometheusMetricsCallback("obs_c", "linger", port=0, addr="127.0.0.1", linger_s=600.0,
+                                         linger_scrapes=2)
+    port = callback.start_server(local_rank=0, global_rank=0)
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (callback.teardown(None, None, "fit"), done.set()))
+    thread.start()
+    try:
+        http_get(f"http://127.0.0.1:{port}/metrics")
+        assert not done.wait(timeout=0.5), "teardown returned after one scrape"  # never true when correct
+        http_get(f"http://127.0.0.1:{port}/metrics")
+        assert done.wait(timeout=60), "teardown still lingering after two scrapes"
+    finally:
+        thread.join(timeout=60)
+        callback.stop_server()
+    with pytest.raises(urllib.error.URLError):
+        http_get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
 @pytest.mark.parametrize("kwargs, key", [
     ({"port": 70000}, "metrics.port"), ({"port": -1}, "metrics.port"), ({"port": "8000"}, "metrics.port"),
     ({"linger_s": -1.0}, "metrics.linger_s"), ({"pushgateway": "not a gateway!"}, "metrics.pushgateway"),
-    ({"job": ""}, "metrics.job"),
+    ({"job": ""}, "metrics.job"), ({"linger_scrapes": -1}, "metrics.linger_scrapes"),
 ])
 def test_bad_settings_name_their_key(kwargs, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

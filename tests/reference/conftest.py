@@ -50,6 +50,27 @@ def load_npz(reference_dir: Path):
     return load
 
 
+@pytest.fixture(scope="session")
+def reference_model(manifest: dict, reference_dir: Path):
+    """``reference_model()`` -> a new evdet RVT built from the manifest's RVT model config with the fixture's RVT
+    weights imported (``evdet.model.rvt_import``); the caller sets train or eval mode."""
+    from evdet.model.config import compose_config, to_container
+    from evdet.model.detector import build_detector
+    from evdet.model.rvt_import import import_rvt_weights, rvt_model_config_to_overrides
+
+    weights = "rvt_tiny_weights.pt"
+
+    def build():
+        model_config = manifest["files"][weights]["model_config"]
+        cfg = to_container(compose_config(rvt_model_config_to_overrides(model_config)))
+        ds = cfg["dataset"]
+        model = build_detector(cfg["model"], int(ds["num_classes"]), int(ds["in_channels"]), include_aux=False)
+        import_rvt_weights(model, reference_dir / weights)
+        return model
+
+    return build
+
+
 _MEASURED: dict[str, float] = {}
 
 

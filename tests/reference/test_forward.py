@@ -11,31 +11,17 @@ difference is recorded with ``measured``.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from evdet.model.config import compose_config, to_container
-from evdet.model.detector import build_detector, pad_to_multiple
+from evdet.model.detector import pad_to_multiple
 from evdet.model.postprocess import postprocess
-from evdet.model.rvt_import import import_rvt_weights, rvt_model_config_to_overrides
 
-WEIGHTS = "rvt_tiny_weights.pt"
 FORWARD = "forward_io.npz"
 REL_TOL = 1e-5
 """README "rvt_tiny_weights.pt, forward_io.npz": float32 agreement to ~1e-5 relative (max |diff| / max |ref|)."""
-
-
-def build_reference_model(manifest: dict, reference_dir: Path):
-    """evdet RVT from the manifest's RVT model config, with the fixture's RVT weights imported."""
-    model_config = manifest["files"][WEIGHTS]["model_config"]
-    cfg = to_container(compose_config(rvt_model_config_to_overrides(model_config)))
-    ds = cfg["dataset"]
-    model = build_detector(cfg["model"], int(ds["num_classes"]), int(ds["in_channels"]), include_aux=False)
-    import_rvt_weights(model, reference_dir / WEIGHTS)
-    return model
 
 
 def _compare(measured, name: str, got: np.ndarray, ref: np.ndarray, rel_tol: float = REL_TOL) -> None:
@@ -49,11 +35,11 @@ def _compare(measured, name: str, got: np.ndarray, ref: np.ndarray, rel_tol: flo
 
 
 @pytest.fixture(scope="module")
-def forward_run(manifest: dict, reference_dir: Path, load_npz) -> dict:
+def forward_run(manifest: dict, reference_model, load_npz) -> dict:
     """Run evdet over the fixture input; returns the evdet arrays under the fixture's names plus extras."""
     ref = load_npz(FORWARD)
     post = manifest["files"][FORWARD]["config"]["postprocess"]
-    model = build_reference_model(manifest, reference_dir).eval()
+    model = reference_model().eval()
     x = torch.from_numpy(ref["input"])  # (B, L, C, H, W)
     batch, steps = x.shape[:2]
     num_stages = len(model.backbone.stages)

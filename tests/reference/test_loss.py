@@ -11,20 +11,16 @@ indices, matched gt and class exactly, IoU of the prediction 1e-5 relative) and 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from evdet.model import yolox_loss
-from evdet.model.config import compose_config, to_container
-from evdet.model.detector import build_detector
 from evdet.model.recurrence import run_sequence
-from evdet.model.rvt_import import import_rvt_weights, rvt_key_rules, rvt_model_config_to_overrides
+from evdet.model.rvt_import import rvt_key_rules
 from evdet.model.yolox_loss import xywh_to_cxcywh
 
-WEIGHTS = "rvt_tiny_weights.pt"
 FORWARD = "forward_io.npz"
 LOSS = "loss_io.npz"
 REL_TOL = 1e-5
@@ -39,16 +35,6 @@ term or a different assignment changes norms by 1e-2 or more, so 1e-4 keeps a 10
 GRAD_ABS_FLOOR = 1e-6
 """Parameters whose reference gradient norm is below ``GRAD_ABS_FLOOR * grad_norm_total`` are compared in absolute
 terms against that floor (relative differences of near-zero norms are meaningless)."""
-
-
-def build_reference_model(manifest: dict, reference_dir: Path):
-    """evdet RVT from the manifest's RVT model config, with the fixture's RVT weights imported."""
-    model_config = manifest["files"][WEIGHTS]["model_config"]
-    cfg = to_container(compose_config(rvt_model_config_to_overrides(model_config)))
-    ds = cfg["dataset"]
-    model = build_detector(cfg["model"], int(ds["num_classes"]), int(ds["in_channels"]), include_aux=False)
-    import_rvt_weights(model, reference_dir / WEIGHTS)
-    return model
 
 
 def _batch(forward: dict, loss: dict) -> dict:
@@ -73,9 +59,9 @@ def _batch(forward: dict, loss: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def loss_run(manifest: dict, reference_dir: Path, load_npz) -> dict:
+def loss_run(manifest: dict, reference_model, load_npz) -> dict:
     forward, ref = load_npz(FORWARD), load_npz(LOSS)
-    model = build_reference_model(manifest, reference_dir).train()
+    model = reference_model().train()
     assignments = []
     original = yolox_loss.simota_assign
 

@@ -26,7 +26,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import hdf5plugin  # noqa: F401  (registers the HDF5 compression filters shards may use)
 import numpy as np
 import yaml
 from numpy.lib.recfunctions import rename_fields
