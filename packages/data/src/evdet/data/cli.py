@@ -4,8 +4,10 @@ Subcommands:
 
 * ``evdet-data info FILE`` — print ``json.dumps`` of :func:`evdet.data.info.recording_info` (format, sensor
   size, event count, first/last timestamp).
-* ``evdet-data synth OUT [--seed N --train N --val N --test N --duration-s S --width W --height H ...]`` — write
-  the SYNTHETIC eTraM-layout dataset of :func:`evdet.data.synthetic.generate_dataset`; prints its summary.
+* ``evdet-data synth OUT [--seed N --train N --val N --test N --duration-s S --width W --height H --label-hz 30|60
+  --label-jitter-us US --no-special-boxes ...]`` — write the SYNTHETIC eTraM-layout dataset of
+  :func:`evdet.data.synthetic.generate_dataset` (1280x720, 30 Hz labels off any 50 ms grid, official eTraM class
+  ids); prints its summary.
 * ``evdet-data preprocess SRC OUT [--splits S ... --class-names etram --windows label|grid
   --on-bad-events error|drop --window-us US --bins B --clip C --downsample-factor K --downsample nearest_exact|sum
   --time-bins stretched|fixed]`` — write representation shards with the reference protocol
