@@ -24,7 +24,9 @@ $(STAMP): constraints.txt packages/data/pyproject.toml packages/eval/pyproject.t
 run: venv
 	$(PY) pipelines/run_local.py plain_lstm_baseline
 
+# The tests start Prometheus and a Pushgateway on 127.0.0.1: tests/require_servers.sh provides them (Debian).
 test: venv
+	tests/require_servers.sh
 	$(PY) -m pytest tests
 
 test-fast: venv
@@ -46,7 +48,8 @@ clean:
 IMAGE_REGISTRY ?= evdet
 IMAGE_TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 IMAGE_TARGETS ?= data model eval
-IMAGE_SOURCE ?= $(shell git remote get-url origin 2>/dev/null)
+# The repository URL for the OCI source label, without any user:token@ part a remote URL may carry.
+IMAGE_SOURCE ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's#^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@#\1#')
 VCS_REF ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 CONTAINER_ENGINE ?= $(shell if docker info >/dev/null 2>&1; then echo docker; \
   elif command -v podman >/dev/null 2>&1; then echo podman; else echo none; fi)

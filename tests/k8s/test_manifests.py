@@ -1,7 +1,7 @@
 """The Kubernetes manifests of k8s/: every kustomization builds, validates strictly and holds the cluster contract.
 
-Builds each kustomization with ``kubectl kustomize`` in a temporary copy of k8s/ where the overlays' ``minio.env``
-and ``grafana.env`` are copies of the shipped ``*.env.example`` files (the real files are gitignored and never
+Builds each kustomization with ``kubectl kustomize`` in a temporary copy of k8s/ where the overlays' ``minio.env``,
+``minio-root.env`` and ``grafana.env`` are copies of the shipped ``*.env.example`` files (the real files are gitignored and never
 read here), validates every built object with kubernetes-validate (strict, Kubernetes ``K8S_VERSION``, the version
 k8s/README.md names) and checks security contexts, GPU limits, secret references, shared memory, scrape
 annotations, Grafana/Prometheus wiring and that no credential is in plain text. PyTorchJob (kubeflow.org/v1) is a
@@ -11,6 +11,7 @@ CRD outside the schemas: its pod templates are validated as v1 PodTemplates and 
 from __future__ import annotations
 
 import base64
+import json
 import re
 import shutil
 import subprocess
@@ -38,6 +39,10 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installe
                                 "Debian: apt-get install kubectl; .ci/run installs it)")
 
 
+#: The gitignored credential files each overlay's secretGenerators read (copies of k8s/<name>.example).
+CREDENTIAL_FILES = ("minio.env", "minio-root.env", "grafana.env")
+
+
 def _read_env_example(name: str) -> dict[str, str]:
     pairs = {}
     for line in (K8S / name).read_text().splitlines():
@@ -58,9 +63,9 @@ def _kustomize(root: Path, rel: str) -> list[dict]:
 def tree(tmp_path_factory) -> Path:
     """A copy of k8s/ whose overlays read the example credentials (never the user's real minio.env)."""
     root = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(K8S, root, ignore=shutil.ignore_patterns("minio.env", "grafana.env", "__pycache__"))
+    shutil.copytree(K8S, root, ignore=shutil.ignore_patterns(*CREDENTIAL_FILES, "__pycache__"))
     for overlay in OVERLAYS:
-        for name in ("minio.env", "grafana.env"):
+        for name in CREDENTIAL_FILES:
             shutil.copy(root / f"{name}.example", root / overlay / name)
     return root
 
@@ -74,6 +79,11 @@ def built(tree) -> dict[str, list[dict]]:
 
 def _objects(built, rel, kind):
     return [o for o in built[rel] if o["kind"] == kind]
+
+
+def _is_root_secret(name: str) -> bool:
+    """The MinIO root Secret, whose generated name carries kustomize's content hash (rotation rolls MinIO)."""
+    return name == "evdet-minio-root" or name.startswith("evdet-minio-root-")
 
 
 def _one(built, rel, kind, name=None):
@@ -152,7 +162,7 @@ def test_real_credential_files_are_gitignored():
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
     for overlay in OVERLAYS:
-        for name in ("minio.env", "grafana.env"):
+        for name in CREDENTIAL_FILES:
             path = f"k8s/{overlay}/{name}"
             proc = subprocess.run(["git", "check-ignore", "-q", path], cwd=REPO, capture_output=True)
             assert proc.returncode == 0, f"{path} is not gitignored"
@@ -188,7 +198,7 @@ def test_namespace_enforces_restricted_pod_security(built):
 
 
 def test_no_plain_text_credentials(built):
-    examples = {**_read_env_example("minio.env.example"), **_read_env_example("grafana.env.example")}
+    examples = {k: v for name in CREDENTIAL_FILES for k, v in _read_env_example(f"{name}.example").items()}
     secret_values = [v for k, v in examples.items() if SECRETISH_NAME.search(k)]
     assert secret_values, "the example env files hold no credential to look for"
     needles = secret_values + [base64.b64encode(v.encode()).decode() for v in secret_values]
@@ -213,7 +223,7 @@ def test_no_plain_text_credentials(built):
                                         r"(?im)^\s*(stringData|password|secret_?key|access_?key)\s*:\s*\S",
                                         r"(?i)(MINIO_ROOT_PASSWORD|MINIO_SECRET_KEY)\s*=\s*\S")]
     for path in K8S.rglob("*"):
-        if not path.is_file() or path.name.endswith(".example") or path.name in ("minio.env", "grafana.env"):
+        if not path.is_file() or path.name.endswith(".example") or path.name in CREDENTIAL_FILES:
             continue
         text = path.read_text(errors="replace")
         for needle in secret_values:
@@ -235,12 +245,14 @@ def test_minio_statefulset_secret_bucket_job_and_network_policy(built):
     sts = _one(built, rel, "StatefulSet", "minio")
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "1Ti"
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["MINIO_ROOT_USER"] == {"name": "evdet-minio", "key": "MINIO_ACCESS_KEY"}
-    assert env["MINIO_ROOT_PASSWORD"] == {"name": "evdet-minio", "key": "MINIO_SECRET_KEY"}
+    (root,) = [o for o in _objects(built, rel, "Secret") if _is_root_secret(o["metadata"]["name"])]
+    assert set(root["data"]) == {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"}
+    assert env["MINIO_ROOT_USER"] == {"name": root["metadata"]["name"], "key": "MINIO_ROOT_USER"}
+    assert env["MINIO_ROOT_PASSWORD"] == {"name": root["metadata"]["name"], "key": "MINIO_ROOT_PASSWORD"}
     _one(built, rel, "Service", "minio")
     job = _one(built, rel, "Job", "minio-buckets")
     script = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"])
-    assert "mc mb --ignore-existing" in script
+    assert "mc mb --ignore-existing" in script and "mc admin user add" in script
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     policy = _one(built, rel, "NetworkPolicy")
     assert policy["spec"]["podSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
@@ -429,3 +441,47 @@ def test_manifests_agree_with_kubeflow_pipeline_settings(built):
     assert cluster["gpu_toleration"] in pod["tolerations"]
     assert job["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == cluster["metrics_port"]
     assert cluster["gpu_resource"] in pod["containers"][0]["resources"]["limits"]
+
+
+# ---------------------------------------------------------------------------------------------- least privilege
+
+def test_only_minio_and_the_bucket_job_read_the_root_credentials(built):
+    readers = set()
+    for rel, where, tpl in _all_pod_templates(built):
+        for c in tpl["spec"]["containers"] + tpl["spec"].get("initContainers", []):
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef", {})
+                if _is_root_secret(ref.get("name", "")):
+                    readers.add(where)
+    assert readers == {"StatefulSet/minio", "Job/minio-buckets"}, readers
+    for rel, _, tpl in _training_workloads(built):  # training pods: the application user only
+        for env in tpl["spec"]["containers"][0].get("env", []):
+            assert not _is_root_secret(env.get("valueFrom", {}).get("secretKeyRef", {}).get("name", "")), rel
+
+
+def test_bucket_job_creates_a_bucket_scoped_user(built, tmp_path):
+    """Run the Job's script with a stand-in for mc: the policy allows the evdet bucket and nothing else, and the
+    application user (evdet-minio) gets it; an application user equal to the root user is refused."""
+    job = _one(built, "overlays/gpu", "Job", "minio-buckets")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    script = container["args"][0].replace("/tmp/", f"{tmp_path}/")
+    env_values = {e["name"]: e.get("value") for e in container["env"]}
+    calls = tmp_path / "mc.log"
+    stub = f'mc() {{ echo "$*" >> {calls}; }}\n'
+    env = {"PATH": "/usr/bin:/bin", "BUCKETS": env_values["BUCKETS"], "POLICY": env_values["POLICY"],
+           "MINIO_ENDPOINT": "minio:9000", "MINIO_SECURE": "false", "MINIO_ROOT_USER": "root-user",
+           "MINIO_ROOT_PASSWORD": "root-pass-0123456789", "MINIO_ACCESS_KEY": "app-user",
+           "MINIO_SECRET_KEY": "app-secret-0123456789"}
+    proc = subprocess.run(["/bin/sh", "-ec", stub + script], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    policy = json.loads((tmp_path / "evdet-buckets-policy.json").read_text())
+    (statement,) = policy["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert sorted(statement["Resource"]) == ["arn:aws:s3:::evdet", "arn:aws:s3:::evdet/*"]
+    log = calls.read_text().splitlines()
+    assert log[0].startswith("alias set root http://minio:9000 root-user ")
+    assert f"admin user add root app-user app-secret-0123456789" in log
+    assert f"admin policy attach root {env_values['POLICY']} --user app-user" in log
+    same = subprocess.run(["/bin/sh", "-ec", stub + script], env={**env, "MINIO_ACCESS_KEY": "root-user"},
+                          capture_output=True, text=True, timeout=30)
+    assert same.returncode == 2 and "equals the root user" in same.stderr

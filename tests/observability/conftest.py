@@ -52,7 +52,7 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 30.0) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 180.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -120,7 +120,8 @@ class PrometheusMetricsCallback(L.Callback):
         experiment: value of the ``experiment`` label (``experiment_name``).
         run_id: value of the ``run_id`` label.
         port: base TCP port (``metrics.port``); the process listens on ``port + local_rank``. 0: ephemeral port.
-        addr: listen address (``metrics.addr``), e.g. ``0.0.0.0`` in a pod, ``127.0.0.1`` locally.
+        addr: listen address (``metrics.addr``): ``127.0.0.1`` (default, loopback only) or ``0.0.0.0`` in a pod that
+            Prometheus scrapes from outside.
         pushgateway: ``host:port`` or ``http(s)://host:port`` of a Pushgateway (``metrics.pushgateway``), or None.
         job: Pushgateway job name (``metrics.job``); the grouping key is experiment, run_id and rank.
         linger_s: the longest time (s) the exporter stays up after training ends (``metrics.linger_s``), so a
@@ -134,7 +135,7 @@ class PrometheusMetricsCallback(L.Callback):
         MetricsPortInUseError: (at ``setup``) the port is in use; names the port and ``metrics.port``.
     """
 
-    def __init__(self, experiment: str, run_id: str, port: int = 8000, addr: str = "0.0.0.0",
+    def __init__(self, experiment: str, run_id: str, port: int = 8000, addr: str = "127.0.0.1",
                  pushgateway: str | None = None, job: str = "evdet-train", linger_s: float = 0.0,
                  linger_scrapes: int = 0) -> None:
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
@@ -392,6 +393,6 @@ def build_metrics_callbacks(config: dict[str, Any]) -> list[PrometheusMetricsCal
         return []
     return [PrometheusMetricsCallback(
         experiment=str(config["experiment_name"]), run_id=str(config["run_id"]), port=m.get("port", 8000),
-        addr=str(m.get("addr", "0.0.0.0")), pushgateway=m.get("pushgateway"), job=str(m.get("job", "evdet-train")),
+        addr=str(m.get("addr", "127.0.0.1")), pushgateway=m.get("pushgateway"), job=str(m.get("job", "evdet-train")),
         linger_s=float(m.get("linger_s", 0.0)), linger_scrapes=int(m.get("linger_scrapes", 0)),
     )]
