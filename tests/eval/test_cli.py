@@ -310,3 +310,44 @@ def test_prophesee_path_does_not_depend_on_the_legacy_coco_module(dirs):
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("more", "fragments"), [
+    (["--height", "-5"], ["argument --height", "expected a positive integer", "'-5'"]),
+    (["--width", "abc"], ["argument --width", "expected a positive integer", "'abc'"]),
+    (["--height", "0"], ["argument --height", "'0'"]),
+    (["--min-box-diag-px", "nan", "--min-box-side-px", "1"], ["argument --min-box-diag-px", "finite number >= 0"]),
+    (["--min-box-side-px", "-1", "--min-box-diag-px", "1"], ["argument --min-box-side-px", "'-1'"]),
+    (["--skip-before-us", "-1"], ["argument --skip-before-us", "integer >= 0"]),
+    (["--time-tolerance-us", "1.5"], ["argument --time-tolerance-us", "integer >= 0"]),
+    (["--confusion-iou", "0"], ["argument --confusion-iou", "IoU in (0, 1]"]),
+    (["--confusion-iou", "1.5"], ["argument --confusion-iou", "'1.5'"]),
+    (["--confusion-score", "-0.1"], ["argument --confusion-score", "score in [0, 1]"]),
+    (["--experiment", " "], ["argument --experiment", "non-empty experiment name"]),
+    (["--protocol", "coco"], ["argument --protocol", "invalid choice: 'coco'", "etram"]),
+    (["--camera", "gen3"], ["argument --camera", "gen1", "gen4"]),
+    (["--classes", ""], ["--classes", "expected comma-separated non-empty names"]),
+    (["--bogus", "1"], ["unrecognized arguments: --bogus", "expected only the flags"]),
+])
+def test_every_flag_error_names_the_flag_and_what_is_expected(dirs, capsys, more, fragments):
+    gt, dt, out = dirs
+    assert main(args(gt, dt, out / "r.json", *more)) == 2
+    err = one_line_error(capsys, *fragments)
+    assert "expected" in err or "invalid choice" in err
+    assert not out.exists()
+
+
+def test_path_flags_name_the_flag(dirs, tmp_path, capsys):
+    gt, dt, out = dirs
+    assert main(args(gt, dt, out / "r.json", "--config", str(tmp_path / "missing.yaml"))) == 2
+    one_line_error(capsys, "--config", "missing.yaml", "no such file", "expected a run config")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep\n")
+    assert main(args(gt, dt, blocker / "r.json")) == 2
+    one_line_error(capsys, "--output", "is a file", "expected")
+    assert blocker.read_text() == "keep\n"
+    assert main(args(gt, tmp_path / "nope", out / "r.json")) == 2
+    one_line_error(capsys, "--detections folder not found", "expected a folder of <name>.npy detections")
+    assert main([]) == 2
+    one_line_error(capsys, "required", "prophesee")
+    assert not out.exists()

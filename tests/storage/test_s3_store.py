@@ -144,3 +144,41 @@ def test_cli_put_ls_get_and_one_line_error(s3_env, tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "credentials rejected" in bad.stderr and s3_env.endpoint in bad.stderr
     assert SECRET_KEY not in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_retry_warning_masks_a_secret_in_the_library_text(s3_env, tmp_path, caplog):
+    """A transient failure whose exception text carries the secret, on the real gateway: the upload succeeds after
+    one retry and the backoff warning shows *** for the whole token."""
+    from urllib3.exceptions import ProtocolError
+
+    caplog.set_level(logging.WARNING, logger="evdet.data.storage")
+    bucket = s3_env.make_bucket("masking")
+    store = S3Store(bucket, "p", retries=2, backoff_s=0.01)
+    real = store._client.fput_object
+    failures = []
+
+    def flaky(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise ProtocolError(f"Connection aborted: request signed for {ACCESS_KEY}:{SECRET_KEY}")
+        return real(*args, **kwargs)
+
+    store._client.fput_object = flaky
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    assert store.put_file(f, "k.txt") == f"s3://{bucket}/p/k.txt"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "retry 1/2" in warnings[0] and f"{ACCESS_KEY}:***" in warnings[0], warnings
+    assert SECRET_KEY not in caplog.text and "s3cr3t" not in caplog.text
+
+
+def test_cli_refuses_a_short_secret_without_showing_it(s3_env):
+    import os
+
+    short = "Zq81x"
+    env = {**os.environ, "MINIO_SECRET_KEY": short}
+    done = subprocess.run([str(CLI), "store", "ls", "--store", "s3://anything"], capture_output=True, text=True,
+                          env=env)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "MINIO_SECRET_KEY" in done.stderr and "shorter than 8" in done.stderr
+    assert short not in done.stderr + done.stdout and "Traceback" not in done.stderr

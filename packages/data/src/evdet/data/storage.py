@@ -7,6 +7,8 @@ config). Keys are relative POSIX paths such as ``experiments/<experiment>/<run_i
 
 Errors of the S3 server (wrong credentials, unreachable endpoint, missing bucket) are raised as one
 :class:`StoreError` (a ``ValueError``) whose message names the endpoint and the bucket and never the secret key.
+Every text that may carry library output (StoreError messages, the retry / backoff warnings with the exception's
+text) is masked by :meth:`evdet.data.s3_credentials.S3Credentials.mask` (whole tokens; rule in that module).
 """
 
 from __future__ import annotations
@@ -381,7 +383,7 @@ class S3Store:
         return f"S3 store {self.uri} (endpoint {self.credentials.endpoint_url}, bucket {self.bucket!r})"
 
     def _error(self, what: str, exc: BaseException | None = None) -> StoreError:
-        """One clear :class:`StoreError` for ``exc``; the secret key is scrubbed from any library text."""
+        """One clear :class:`StoreError` for ``exc``; the whole message is masked (secret key tokens -> ``***``)."""
         from minio.error import S3Error
         from urllib3.exceptions import HTTPError
 
@@ -400,7 +402,16 @@ class S3Store:
         elif exc is not None:
             reason = f"{type(exc).__name__}: {exc}"
         message = f"{self._where()}: {what}" + (f": {reason}" if reason else "")
-        return StoreError(self.credentials.scrub(" ".join(message.split())))
+        return StoreError(self.credentials.mask(" ".join(message.split())))
+
+    def _describe(self, exc: BaseException, limit: int = 200) -> str:
+        """Short one-line masked description of a (transient) failure for the retry warning."""
+        from minio.error import S3Error
+
+        detail = f"{exc.code}: {exc.message}" if isinstance(exc, S3Error) else str(exc)
+        text = " ".join(f"{type(exc).__name__}: {detail}".split()) if detail else type(exc).__name__
+        text = self.credentials.mask(text)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
 
     @staticmethod
     def _transient(exc: BaseException) -> bool:
@@ -419,8 +430,9 @@ class S3Store:
             except Exception as exc:  # noqa: BLE001 - classified below
                 if attempt < self.retries and self._transient(exc):
                     delay = self.backoff_s * 2**attempt
-                    log.warning("%s: %s failed (%s), retry %d/%d in %.1f s", self._where(), what,
-                                type(exc).__name__, attempt + 1, self.retries, delay)
+                    log.warning(self.credentials.mask(
+                        f"{self._where()}: {what} failed ({self._describe(exc)}), retry {attempt + 1}/{self.retries} "
+                        f"in {delay:.1f} s"))
                     time.sleep(delay)
                     continue
                 raise self._error(what, exc) from None

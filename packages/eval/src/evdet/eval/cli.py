@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -58,7 +59,45 @@ class _UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # noqa: D102 (argparse hook)
+        if message.startswith("unrecognized arguments"):
+            message += "; expected only the flags listed by evdet-eval prophesee --help"
         raise _UsageError(f"{self.prog}: {message}")
+
+
+# Flag value parsers: a bad value becomes "argument --flag: expected ..., got '...'" (one line, exit 2).
+
+
+def _number(kind: type, what: str, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        ok = value is not None and math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value <= high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _nonempty(what: str):
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return text
+
+    return parse
+
+
+_POSITIVE_PX = _number(int, "a positive integer (px of the boxes)", low=0, low_open=True)
+_SIZE_PX = _number(float, "a finite number >= 0 (px of the boxes)", low=0)
+_MICROSECONDS = _number(int, "an integer >= 0 (microseconds)", low=0)
 
 
 def load_config(path: str | Path) -> dict:
@@ -97,7 +136,7 @@ def _format(value: float | None) -> str:
 
 def _build_parser() -> _Parser:
     parser = _Parser(prog="evdet-eval", description="Evaluate event-camera detections (Prophesee protocol).")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="prophesee", required=True, parser_class=_Parser)
     _add_prophesee_parser(commands)
     return parser
 
@@ -116,29 +155,48 @@ def _add_prophesee_parser(commands: argparse._SubParsersAction) -> None:
                      help="etram: class-agnostic headline (eTraM); rvt: class-aware headline (RVT) (default: "
                           f"{DETECTIONS_INFO_FILE} 'protocol'; one of the two is required)")
     cmd.add_argument("--output", required=True, type=Path, help=f"results file (or folder for {RESULTS_FILE_NAME})")
-    cmd.add_argument("--height", type=int, default=None,
+    cmd.add_argument("--height", type=_POSITIVE_PX, default=None,
                      help=f"frame height in px of the boxes (default: {DETECTIONS_INFO_FILE})")
-    cmd.add_argument("--width", type=int, default=None,
+    cmd.add_argument("--width", type=_POSITIVE_PX, default=None,
                      help=f"frame width in px of the boxes (default: {DETECTIONS_INFO_FILE})")
     cmd.add_argument("--classes", default=None,
                      help=f"comma-separated class names, index = class_id (default: {DETECTIONS_INFO_FILE})")
     cmd.add_argument("--camera", choices=sorted(prophesee.CAMERA_SENSOR_HW), default=None,
                      help=f"sensor: gen4 (1280x720, also eTraM) or gen1 (304x240) (default: {DETECTIONS_INFO_FILE}, "
                           "else gen4)")
-    cmd.add_argument("--min-box-diag-px", type=float, default=None,
+    cmd.add_argument("--min-box-diag-px", type=_SIZE_PX, default=None,
                      help="minimum box diagonal in px of the boxes (default: from camera and --height/--width)")
-    cmd.add_argument("--min-box-side-px", type=float, default=None,
+    cmd.add_argument("--min-box-side-px", type=_SIZE_PX, default=None,
                      help="minimum box side in px of the boxes (default: from camera and --height/--width)")
-    cmd.add_argument("--skip-before-us", type=int, default=prophesee.DEFAULT_SKIP_BEFORE_US,
+    cmd.add_argument("--skip-before-us", type=_MICROSECONDS, default=prophesee.DEFAULT_SKIP_BEFORE_US,
                      help="drop boxes with t <= this (us; default 500000)")
-    cmd.add_argument("--time-tolerance-us", type=int, default=prophesee.DEFAULT_TIME_TOLERANCE_US,
+    cmd.add_argument("--time-tolerance-us", type=_MICROSECONDS, default=prophesee.DEFAULT_TIME_TOLERANCE_US,
                      help="detections within +- this many us of a ground-truth timestamp count (default 50000)")
     cmd.add_argument("--config", type=Path, help="run config (.yaml/.yml/.json) stored in the results file")
-    cmd.add_argument("--experiment", help="experiment name (default: name of the output file's folder)")
-    cmd.add_argument("--confusion-iou", type=float, default=0.5, help="IoU of a confusion-matrix match (0.5)")
-    cmd.add_argument("--confusion-score", type=float, default=0.3,
+    cmd.add_argument("--experiment", type=_nonempty("a non-empty experiment name"),
+                     help="experiment name (default: name of the output file's folder)")
+    cmd.add_argument("--confusion-iou", type=_number(float, "an IoU in (0, 1]", low=0, low_open=True, high=1),
+                     default=0.5, help="IoU of a confusion-matrix match (0.5)")
+    cmd.add_argument("--confusion-score", type=_number(float, "a score in [0, 1]", low=0, high=1), default=0.3,
                      help="minimum detection score counted in the confusion matrix (0.3)")
     cmd.add_argument("--overwrite", action="store_true", help="replace existing results / confusion files")
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Flag checks that need the file system: ``--config`` must be a file, ``--output`` must not sit below a file.
+
+    Raises:
+        ValueError: naming the flag, the value and what is expected.
+    """
+    if args.config is not None and not args.config.is_file():
+        raise ValueError(f"--config {args.config}: no such file; expected a run config (.yaml, .yml or .json)")
+    parent = args.output if args.output.is_dir() else args.output.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"--output {args.output}: {folder} is a file; expected a results file path or a "
+                                 "folder")
+            break
 
 
 def load_box_file(path: str | Path, *, detections: bool) -> np.ndarray:
@@ -183,9 +241,10 @@ def pair_recordings(gt_dir: Path, detections_dir: Path) -> list[tuple[str, Path,
         ValueError: no ground-truth file; a ground-truth file without detections file or a detections file without
             ground-truth file (names the file).
     """
-    for flag, folder in (("--gt", gt_dir), ("--detections", detections_dir)):
+    for flag, folder, holds in (("--gt", gt_dir, f"<name>{GT_SUFFIX} ground-truth files"),
+                                ("--detections", detections_dir, "<name>.npy detections")):
         if not folder.is_dir():
-            raise FileNotFoundError(f"{folder}: {flag} folder not found")
+            raise FileNotFoundError(f"{folder}: {flag} folder not found; expected a folder of {holds}")
     gt = {p.name[: -len(GT_SUFFIX)]: p for p in gt_dir.glob(f"*{GT_SUFFIX}") if p.is_file()}
     dt = {p.stem: p for p in detections_dir.glob("*.npy") if p.is_file() and not p.name.endswith(GT_SUFFIX)}
     if not gt:
@@ -284,6 +343,7 @@ def _results_paths(output: Path) -> tuple[Path, Path]:
 
 def _run_prophesee(args: argparse.Namespace, console: Console, argv: Sequence[str] | None) -> None:
     started = time.perf_counter()
+    _check_paths(args)
     target, confusion_path = _results_paths(args.output)
     if not args.overwrite:
         for path in (target, confusion_path):

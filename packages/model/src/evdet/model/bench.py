@@ -17,16 +17,19 @@ import resource
 import sys
 import time
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 
-from evdet.model.config import compose_config, to_container
+from evdet.model.config import ConfigError, compose_checked, to_container
 from evdet.model.datamodule import dataset_classes
 from evdet.model.detector import build_detector
 from evdet.model.recurrence import detach_states, run_sequence
 
-__all__ = ["benchmark_training", "synthetic_batch", "main"]
+__all__ = ["benchmark_training", "synthetic_batch", "main", "BENCH_PRECISIONS", "check_device"]
+
+#: ``--precision`` values: Lightning strings the benchmark maps to an autocast dtype (or none).
+BENCH_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed")
 
 
 def synthetic_batch(
@@ -150,31 +153,92 @@ def benchmark_training(
     }
 
 
+class _UsageError(Exception):
+    """A flag error: raised instead of argparse's usage text and exit, so every error is one stderr line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # noqa: D102 (argparse hook)
+        raise _UsageError(message)
+
+
+def _int_at_least(low: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected {what} (an integer >= {low}), got {text!r}")
+        return value
+
+    return parse
+
+
+def _precision(text: str) -> str:
+    if text not in BENCH_PRECISIONS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(BENCH_PRECISIONS)}, got {text!r}")
+    return text
+
+
+def check_device(device: str) -> str:
+    """Validate ``--device``: ``cpu``, ``cuda`` or ``cuda:N`` with a CUDA device N on this machine.
+
+    Raises:
+        ValueError: another name, CUDA asked for without CUDA, or an index beyond the devices (names ``--device``
+            and what is expected).
+    """
+    if device == "cpu":
+        return device
+    if device != "cuda" and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ValueError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine; expected --device cpu")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: expected a CUDA device index below {torch.cuda.device_count()} "
+                         f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: ``evdet-bench train [hydra overrides] --device D --batch B --steps N``."""
-    parser = argparse.ArgumentParser(prog="evdet-bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    """Console entry point: ``evdet-bench train [hydra overrides] --device D --batch B --steps N``.
+
+    Returns:
+        0 after printing the JSON line; 2 for a flag error (names the flag and what is expected), a config error
+        (:func:`evdet.model.config.compose_checked`; names the key) or an invalid benchmark setting, each one line
+        ``evdet-bench: error: ...`` on stderr.
+    """
+    parser = _Parser(prog="evdet-bench", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", metavar="train", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="training throughput of an experiment config")
-    train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    train.add_argument("--batch", type=int, default=None, help="sequences per step (default: batch_size.train)")
-    train.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
-    train.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps (default 3)")
-    train.add_argument("--precision", default=None, help="32-true | 16-mixed | bf16-mixed (default: the config's)")
-    args, overrides = parser.parse_known_args(argv)
-    bad = [o for o in overrides if "=" not in o]
-    if bad:
-        parser.error(f"unrecognised arguments (Hydra overrides look like key=value): {' '.join(bad)}")
-    config = to_container(compose_config(overrides))
-    precision = args.precision
-    if precision is None and not args.device.startswith("cuda") and str(config["hardware"]["precision"]).startswith("16"):
-        precision = "32-true"  # fp16 autocast is a GPU feature; on the CPU the benchmark reports fp32
+    train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                       help="cpu, cuda or cuda:N (default: cuda when available)")
+    train.add_argument("--batch", type=_int_at_least(1, "sequences per step"), default=None,
+                       help="sequences per step (default: batch_size.train)")
+    train.add_argument("--steps", type=_int_at_least(1, "a number of timed steps"), default=20,
+                       help="timed steps (default 20)")
+    train.add_argument("--warmup", type=_int_at_least(0, "a number of warm-up steps"), default=3,
+                       help="untimed warm-up steps (default 3)")
+    train.add_argument("--precision", type=_precision, default=None,
+                       help="32-true | 16-mixed | bf16-mixed (default: the config's)")
     try:
+        args, overrides = parser.parse_known_args(argv)
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise _UsageError(f"unrecognised arguments {' '.join(bad)}; expected the flags --device, --batch, "
+                              "--steps, --warmup, --precision or Hydra overrides key=value")
+        device = check_device(args.device)
+        config = to_container(compose_checked(overrides, for_training=False))
+        precision = args.precision
+        if precision is None and not device.startswith("cuda") and str(config["hardware"]["precision"]).startswith("16"):
+            precision = "32-true"  # fp16 autocast is a GPU feature; on the CPU the benchmark reports fp32
         result = benchmark_training(
-            config, device=args.device, batch=args.batch or int(config["batch_size"]["train"]),
+            config, device=device, batch=args.batch or int(config["batch_size"]["train"]),
             steps=args.steps, warmup=args.warmup, precision=precision,
         )
-    except ValueError as exc:
-        print(f"evdet-bench: error: {exc}", file=sys.stderr)
+    except (_UsageError, ConfigError, ValueError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"evdet-bench: error: {message}", file=sys.stderr)
         return 2
     print(json.dumps(result))
     return 0
