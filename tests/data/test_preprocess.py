@@ -7,6 +7,7 @@ and frames have to follow the label times (the bit-exact comparison with the ref
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -270,14 +271,173 @@ def test_corrupt_input_names_file_and_keeps_earlier_shards(raw, tmp_path, damage
     assert sorted(os.listdir(out / "train")) == ["s0.h5"]  # no half shard, no .tmp
 
 
-def test_missing_labels_and_missing_split(raw, tmp_path):
+def test_unpaired_files_are_listed_in_one_warning_or_an_error_with_strict(raw, tmp_path, caplog):
     src = tmp_path / "a"
     shutil.copytree(raw / "train", src / "train")
-    (src / "train" / "s0_bbox.npy").unlink()
-    with pytest.raises(PreprocessError, match=r"s0_td\.h5.*s0_bbox\.npy not found"):
-        preprocess_dataset(src, tmp_path / "o", splits=["train"], progress=False)
+    (src / "train" / "s0_bbox.npy").unlink()  # recording without labels
+    shutil.copy(src / "train" / "s1_bbox.npy", src / "train" / "lonely_bbox.npy")  # labels without recording
+    shutil.copy(src / "train" / "s1_td.h5", src / "train" / "s9.h5")  # misnamed recording (no _td)
+    shutil.copy(src / "train" / "s1_bbox.npy", src / "train" / "s9_bbox.npy")  # ... so its labels are orphans too
+    (src / "train" / "notes.txt").write_text("not an input")  # other files are not listed
+    with pytest.raises(PreprocessError, match=r"4 files do not pair up.*train/lonely_bbox\.npy \(labels without "
+                                              r"recording\).*train/s0_td\.h5 \(recording without labels\).*"
+                                              r"train/s9\.h5 \(misnamed recording.*--strict"):
+        preprocess_dataset(src, tmp_path / "strict", splits=["train"], progress=False, strict=True,
+                           options=PreprocessOptions(class_names=CLASSES))
+    assert not (tmp_path / "strict").exists()  # refused before anything is written
+    caplog.clear()
+    report = preprocess_dataset(src, tmp_path / "o", splits=["train"], progress=False,
+                                options=PreprocessOptions(class_names=CLASSES))
+    warnings = [r.getMessage() for r in caplog.records if "pair up" in r.getMessage()]
+    assert len(warnings) == 1 and "4 files" in warnings[0] and "s9_bbox.npy" in warnings[0]
+    assert report["splits"]["train"]["unpaired"] == {
+        "labels_without_recording": ["lonely_bbox.npy", "s9_bbox.npy"],
+        "recordings_without_labels": ["s0_td.h5"], "misnamed_recordings": ["s9.h5"]}
+    assert sorted(os.listdir(tmp_path / "o" / "train")) == ["s1.h5"]
     with pytest.raises(PreprocessError, match=r"a/val: split folder not found"):
         preprocess_dataset(src, tmp_path / "o", splits=["val"], progress=False)
+    only_odd = tmp_path / "b" / "train"
+    only_odd.mkdir(parents=True)
+    shutil.copy(src / "train" / "s9.h5", only_odd / "x.h5")
+    with pytest.raises(PreprocessError, match=r"b/train: no recordings ending in .*found only \['x\.h5'\]"):
+        preprocess_dataset(tmp_path / "b", tmp_path / "o2", splits=["train"], progress=False)
+
+
+def test_shard_records_the_fingerprint_of_its_inputs(raw, shards):
+    out, _ = shards
+    shard = Shard(out / "train" / "s0.h5")
+    fingerprint = shard.attrs["fingerprint"]
+    recording, labels = raw / "train" / "s0_td.h5", raw / "train" / "s0_bbox.npy"
+    assert fingerprint["version"] == 1
+    assert fingerprint["source"]["name"] == "s0_td.h5" and fingerprint["source"]["bytes"] == recording.stat().st_size
+    assert fingerprint["source"]["mtime_ns"] == recording.stat().st_mtime_ns
+    assert fingerprint["labels"]["sha256"] == hashlib.sha256(labels.read_bytes()).hexdigest()
+    assert fingerprint["options"] == {**PreprocessOptions(class_names=CLASSES).shard_attrs(), "split": "train"}
+
+
+def test_rerun_redoes_a_shard_whose_recording_or_labels_changed(raw, tmp_path, caplog):
+    src, out = tmp_path / "src", tmp_path / "out"
+    shutil.copytree(raw / "train", src / "train")
+    options = PreprocessOptions(class_names=CLASSES)
+    preprocess_dataset(src, out, splits=["train"], progress=False, options=options)
+    s0, s1 = out / "train" / "s0.h5", out / "train" / "s1.h5"
+    old_x = Shard(s0).labels["x"].copy()
+
+    labels = src / "train" / "s0_bbox.npy"  # same size, same mtime, other content: only the hash tells
+    stat = labels.stat()
+    boxes = np.load(labels)
+    boxes["x"] += 1.0
+    np.save(labels, boxes)
+    os.utime(labels, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert labels.stat().st_size == stat.st_size and labels.stat().st_mtime_ns == stat.st_mtime_ns
+    s1_mtime = s1.stat().st_mtime_ns
+    caplog.clear()
+    report = preprocess_dataset(src, out, splits=["train"], progress=False, options=options)
+    assert (report["totals"]["sequences_redone"], report["totals"]["sequences_skipped"]) == (1, 1)
+    np.testing.assert_array_equal(Shard(s0).labels["x"], old_x + 1.0)  # replaced, not reused
+    assert s1.stat().st_mtime_ns == s1_mtime  # the unchanged one is reused
+    assert any("redoing" in r.getMessage() and "s0_bbox.npy: sha256" in r.getMessage() for r in caplog.records)
+    assert not list((out / "train").glob("*.tmp"))
+
+    recording = src / "train" / "s1_td.h5"  # touched: mtime differs
+    os.utime(recording, ns=(recording.stat().st_atime_ns, recording.stat().st_mtime_ns + 10**9))
+    report = preprocess_dataset(src, out, splits=["train"], progress=False, options=options)
+    assert report["totals"]["sequences_redone"] == 1
+    assert preprocess_dataset(src, out, splits=["train"], progress=False,
+                              options=options)["totals"]["sequences_skipped"] == 2  # now both match
+
+    with h5py.File(s1, "a") as f:  # a shard of an older evdet: no fingerprint, never trusted
+        del f.attrs["fingerprint"]
+    caplog.clear()
+    assert preprocess_dataset(src, out, splits=["train"], progress=False,
+                              options=options)["totals"]["sequences_redone"] == 1
+    assert any("no source fingerprint" in r.getMessage() for r in caplog.records)
+
+    boxes["class_id"][0] = 7  # a changed label file that can no longer be used: the stale shard goes too
+    np.save(labels, boxes)
+    with pytest.raises(LabelError, match=r"s0_bbox\.npy: field 'class_id' has id 7"):
+        preprocess_dataset(src, out, splits=["train"], progress=False, options=options)
+    assert not s0.exists() and Shard(s1).num_windows > 0
+
+
+def test_label_times_that_do_not_fit_the_recording_are_one_error(tmp_path):
+    t = np.sort(np.random.default_rng(0).integers(0, 2_000_000, 20_000))
+    base = 110_000 + np.round(np.arange(50) * 1e6 / 30).astype(np.int64)
+    cases = {
+        "late": (np.append(base, 3_600_000_000), r"they lie outside the events by more than one window .*another recording"),
+        "ns": (base * 1000, r"they lie outside .*look like nanoseconds \(x0\.001 gives 110000\.\.1743333 µs\), expected µs"),
+        "ms": (base // 1000 + 33, r"they all fall into the first 0\.0\d+% of the recording; the labels look like "
+                  r"milliseconds"),
+    }
+    for name, (label_t, fragment) in cases.items():
+        boxes = np.zeros(len(label_t), BBOX_DTYPE)
+        boxes["t"], boxes["x"], boxes["y"], boxes["w"], boxes["h"] = np.sort(label_t), 5, 5, 20, 20
+        write_sequence(tmp_path / name / "train", "seq", t, boxes)
+        for windows in ("label", "grid"):
+            out = tmp_path / f"{name}-{windows}"
+            with pytest.raises(LabelError, match=rf"{name}/train/seq_bbox\.npy: label times \d+\.\.\d+ µs do not "
+                                                 rf"fit the events of seq_td\.h5 at \d+\.\.\d+ µs: {fragment}"):
+                preprocess_dataset(tmp_path / name, out, splits=["train"], progress=False,
+                                   options=PreprocessOptions(class_names=CLASSES, windows=windows))
+            assert os.listdir(out / "train") == []  # no shard, no .tmp
+
+
+def test_a_recording_whose_own_timestamps_break_is_blamed_not_its_labels(tmp_path):
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.integers(0, 1_200_000, 20_000))
+    t[-300:] = 1_000  # the tail steps back: the last stored timestamp is not the end of the recording
+    write_sequence(tmp_path / "src" / "train", "seq", t, labels_30hz(40_000, 1.1, rng))
+    with pytest.raises(PreprocessError, match=r"seq_td\.h5: 300 events with field 't' earlier than a preceding event "
+                                              r".*\(first at index 19700, t=1000\)"):
+        preprocess_dataset(tmp_path / "src", tmp_path / "out", splits=["train"], progress=False,
+                           options=PreprocessOptions(class_names=CLASSES))
+    report = preprocess_dataset(tmp_path / "src", tmp_path / "out", splits=["train"], progress=False,
+                                options=PreprocessOptions(class_names=CLASSES, on_bad_events="drop"))
+    assert report["totals"]["bad_events_dropped"] == 300
+
+
+def test_dat_recording_with_a_zeroed_tail_is_not_read_as_a_wrap(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 30_000
+    t = np.sort(rng.integers(0, 1_300_000, n))
+    t[-700:] = 0  # zero-padded tail
+    x, y = rng.integers(0, W, n), rng.integers(0, H, n)
+    rec = np.zeros(n, dtype=[("t", "<u4"), ("word", "<u4")])
+    rec["t"], rec["word"] = t, x | (y << 14) | (rng.integers(0, 2, n) << 28)
+    split = tmp_path / "src" / "train"
+    split.mkdir(parents=True)
+    (split / "seq_td.dat").write_bytes(f"% Version 2\n% Width {W}\n% Height {H}\n".encode() + b"\x0c\x08"
+                                       + rec.tobytes())
+    save_boxes(split / "seq_bbox.npy", labels_30hz(40_000, 1.2, rng))
+    with pytest.raises(PreprocessError, match=r"seq_td\.dat: 700 events with field 't' .*first at index 29300, t=0"):
+        preprocess_dataset(tmp_path / "src", tmp_path / "out", splits=["train"], progress=False,
+                           options=PreprocessOptions(class_names=CLASSES))
+    report = preprocess_dataset(tmp_path / "src", tmp_path / "out", splits=["train"], progress=False,
+                                options=PreprocessOptions(class_names=CLASSES, on_bad_events="drop"))
+    shard = Shard(tmp_path / "out" / "train" / "seq.h5")
+    assert report["totals"]["bad_events_dropped"] == 700 and shard.attrs["bad_events"]["t"]["count"] == 700
+    assert shard.window_end_us[-1] < 1_400_000  # no window 71 min later
+
+
+def test_should_stop_interrupts_between_windows_and_leaves_no_tmp(raw, tmp_path):
+    out = tmp_path / "out"
+    polls = {"n": 0}
+    stop_after = {"n": None}
+
+    def should_stop() -> bool:
+        polls["n"] += 1
+        return stop_after["n"] is not None and polls["n"] >= stop_after["n"]
+
+    options = PreprocessOptions(class_names=CLASSES)
+    preprocess_dataset(raw, tmp_path / "count", splits=["train"], progress=False, options=options,
+                       should_stop=should_stop)
+    per_run = polls["n"]
+    polls["n"], stop_after["n"] = 0, per_run * 3 // 4  # somewhere inside the second sequence
+    with pytest.raises(KeyboardInterrupt):
+        preprocess_dataset(raw, out, splits=["train"], progress=False, options=options, should_stop=should_stop)
+    assert sorted(os.listdir(out / "train")) == ["s0.h5"] and Shard(out / "train" / "s0.h5").num_windows > 0
+    report = preprocess_dataset(raw, out, splits=["train"], progress=False, options=options)
+    assert (report["totals"]["sequences_skipped"], report["totals"]["sequences_done"]) == (1, 1)
 
 
 def test_cli_info_gen4(capsys):

@@ -221,6 +221,58 @@ def test_dat_timestamp_wrap_is_unwrapped(tmp_path):
         assert_same_events(Events.concatenate(list(reader.iter_chunks(2)), 8, 9), ev)
 
 
+@pytest.mark.parametrize("tail", ["zeroed", "stepped_back"])
+def test_dat_tail_below_the_first_timestamp_is_no_wrap(tmp_path, tail):
+    t = np.arange(1_000_000, 3_000_000, 100, dtype=np.int64)  # 20 000 events from t = 1 s
+    t[-500:] = 0 if tail == "zeroed" else t[-500:] // 4  # the last 500 lie before the first event
+    x = np.arange(len(t)) % 8
+    path = write_dat(tmp_path / f"{tail}.dat", t, x, x, x % 2, header="% Version 2\n% Width 8\n% Height 8\n")
+    with pytest.raises(RecordingError, match=rf"{tail}\.dat: timestamps decrease at event 19500 .* 500 of the 500 "
+                                             r"events from there on lie before an earlier event.*no 2\*\*32 µs wrap"):
+        open_recording(path)
+    with open_recording(path, on_bad_events="drop") as reader:
+        assert reader.time_range() == (1_000_000, int(t[19_499]))  # not 2**32 µs later
+        events = reader.read()
+        log = reader.bad_events.as_dict()
+    np.testing.assert_array_equal(events.t, t[:19_500])
+    assert log["t"] == {"count": 500, "first_index": 19_500, "first_value": int(t[19_500])}
+
+
+def test_dat_wrap_needs_timestamps_that_continue(tmp_path):
+    period = 1 << 32
+    # jumps from 2**32 - 300 µs to 2 s after the wrap: not a continuation (> 1 s step), so not unwrapped
+    t = np.array([period - 500, period - 300, period + 2_000_000, period + 2_000_100])
+    path = write_dat(tmp_path / "gap.dat", t, [0] * 4, [0] * 4, [1] * 4, header="% Version 2\n% Width 8\n% Height 8\n")
+    with pytest.raises(RecordingError, match=r"gap\.dat: timestamps decrease at event 2 .*2 of the 2 events"):
+        open_recording(path)
+    # a wrap 1 s or less apart is proven, also with a zeroed tail after it (which then fails as going backwards)
+    t = np.array([period - 500, period - 300, period + 999_000, period + 999_100, 0, 0])
+    raw = write_dat(tmp_path / "wrap_then_zero.dat", t, [0] * 6, [0] * 6, [1] * 6,
+                    header="% Version 2\n% Width 8\n% Height 8\n")
+    with open_recording(raw) as reader:
+        chunks = reader.iter_chunks(4)
+        np.testing.assert_array_equal(next(chunks).t, t[:4])
+        with pytest.raises(RecordingError, match=r"wrap_then_zero\.dat: timestamps decrease at event 4 .*2 of the 2"):
+            next(chunks)
+
+
+def test_dat_backwards_step_in_the_middle_names_index_and_count(tmp_path):
+    t = np.arange(0, 10_000, 10, dtype=np.int64)
+    t[400:450] -= 3_000  # 50 events step back inside the file, the end is fine
+    path = write_dat(tmp_path / "step.dat", t, [0] * len(t), [0] * len(t), [1] * len(t),
+                     header="% Version 2\n% Width 8\n% Height 8\n")
+    with open_recording(path) as reader:
+        with pytest.raises(RecordingError, match=r"step\.dat: timestamps decrease at event 400 \(3990 -> 1000 µs\) and "
+                                                 r"50 of the 600 events"):
+            list(reader.iter_chunks(100))
+
+
+def test_time_range_of_every_format(etram_h5, gen4_events, davis_events):
+    for path, events in ((GEN4, gen4_events), (etram_h5, gen4_events), (DAVIS, davis_events)):
+        with open_recording(path) as reader:
+            assert reader.time_range() == (int(events.t[0]), int(events.t[-1]))
+
+
 def test_dat_out_of_order_timestamps_raise(tmp_path):
     path = write_dat(tmp_path / "unordered.dat", [10, 20, 15, 30], [0] * 4, [0] * 4, [1] * 4)
     with open_recording(path) as reader:

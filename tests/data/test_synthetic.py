@@ -417,13 +417,39 @@ def test_cli_synth_options(tmp_path, capsys):
     assert (summary["width"], summary["height"], summary["label_hz"], summary["label_jitter_us"]) == (160, 90, 60, 300)
     boxes = load_boxes(out / "train" / "synth_train_000_bbox.npy")
     _check_label_times(boxes["t"], 60, 300)
-    assert main(args + ["--no-special-boxes"]) == 0
+    assert main(args + ["--no-special-boxes", "--overwrite"]) == 0  # replaces the earlier run's files
     assert load_boxes(out / "train" / "synth_train_000_bbox.npy")["track_id"].max() < SPECIAL_TRACK_ID_BASE
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["synth", str(out), "--label-hz", "20"])
     assert main(["synth", str(out), "--label-jitter-us", "1000", "--train", "1", "--val", "0", "--test", "0"]) == 2
-    assert "label_jitter_us" in capsys.readouterr().err
+    assert "--label-jitter-us" in capsys.readouterr().err
+
+
+def test_cli_synth_refuses_a_non_empty_folder_and_overwrite_leaves_no_stale_file(tmp_path, capsys):
+    out = tmp_path / "synth"
+    small = ["--val", "0", "--test", "0", "--duration-s", "0.3", "--width", "160", "--height", "90"]
+    assert main(["synth", str(out), "--train", "2", *small]) == 0
+    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    capsys.readouterr()
+    assert main(["synth", str(out), "--train", "1", *small]) == 2  # an earlier run is there: refused, untouched
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out) in err and "--overwrite" in err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == first
+    assert main(["synth", str(out), "--train", "1", *small, "--overwrite"]) == 0
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert "train/synth_train_001_td.h5" in first and "train/synth_train_001_td.h5" not in files  # no stale file
+    assert json.loads((out / ".evdet-manifest.json").read_text())["files"] == [f for f in files if
+                                                                               not f.startswith(".evdet")]
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep")
+    for extra in ([], ["--overwrite"]):  # a folder with the user's files: refused even with --overwrite
+        assert main(["synth", str(user), "--train", "1", *small, *extra]) == 2
+        assert "notes.txt" in capsys.readouterr().err
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"] and (user / "notes.txt").read_text() == "keep"
+    with pytest.raises(ValueError, match="output folder is not empty"):  # the library function refuses too
+        generate_dataset(user, splits={"train": 1}, duration_s=0.3, width=160, height=90)
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,16 @@ Subcommands:
 * ``evdet-data info FILE`` — print ``json.dumps`` of :func:`evdet.data.info.recording_info` (format, sensor
   size, event count, first/last timestamp).
 * ``evdet-data synth OUT [--seed N --train N --val N --test N --duration-s S --width W --height H --label-hz 30|60
-  --label-jitter-us US --no-special-boxes ...]`` — write the SYNTHETIC eTraM-layout dataset of
+  --label-jitter-us US --no-special-boxes --overwrite ...]`` — write the SYNTHETIC eTraM-layout dataset of
   :func:`evdet.data.synthetic.generate_dataset` (1280x720, 30 Hz labels off any 50 ms grid, official eTraM class
-  ids); prints its summary.
+  ids); prints its summary. ``OUT`` must be missing or empty; ``--overwrite`` replaces the files of an earlier
+  ``evdet-data synth`` run there (its manifest; :mod:`evdet.data.output_folder`), never other files.
 * ``evdet-data preprocess SRC OUT [--splits S ... --class-names etram --windows label|grid
-  --on-bad-events error|drop --window-us US --bins B --clip C --downsample-factor K --downsample nearest_exact|sum
-  --time-bins stretched|fixed]`` — write representation shards with the reference protocol
-  (:func:`evdet.data.preprocess.preprocess_dataset`); prints the report as JSON.
+  --on-bad-events error|drop --strict --window-us US --bins B --clip C --downsample-factor K
+  --downsample nearest_exact|sum --time-bins stretched|fixed]`` — write representation shards with the reference
+  protocol (:func:`evdet.data.preprocess.preprocess_dataset`; a rerun reuses only shards whose source fingerprint
+  matches, redoes those whose recording or labels changed); prints the report as JSON. ``--strict``: files that do
+  not pair up (labels without recording, recording without labels, misnamed recording) are an error, not a warning.
 * ``evdet-data histogram RECORDING --end-us T1,T2,... --output OUT.npy [histogram options]`` — the stored
   representation of the windows ending at those times, ``(N, 2*bins, H/k, W/k)`` uint8
   (:func:`evdet.data.histograms.write_histograms`).
@@ -28,9 +31,14 @@ Subcommands:
 For ``s3://`` stores the endpoint and credentials come from ``MINIO_ENDPOINT`` / ``MINIO_ACCESS_KEY`` /
 ``MINIO_SECRET_KEY`` / ``MINIO_SECURE`` or the mounted Secret (:mod:`evdet.data.s3_credentials`), never from flags.
 
-Errors in the input (a ``ValueError`` such as ``RecordingError``, ``LabelError``, ``PreprocessError``) or a
-missing file (``OSError``) print one line ``evdet-data: error: ...`` on stderr and exit with code 2, without a
-traceback.
+Errors in the input (a ``ValueError`` such as ``RecordingError``, ``LabelError``, ``PreprocessError``), a numeric
+flag out of range (checked before anything is read or written: ``--train -1``, ``--bins 0``, ...) or a missing file
+(``OSError``) print one line ``evdet-data: error: ...`` on stderr and exit with code 2, without a traceback.
+
+Ctrl-C (SIGINT) or SIGTERM stops any subcommand with one line ``evdet-data: interrupted by SIGINT ...`` and exit code
+130 (SIGTERM: 143), without a traceback. ``preprocess`` polls the signal once per window, so it always stops and
+removes its unfinished ``.tmp`` shard (finished shards stay; a rerun continues); ``synth`` leaves its output folder
+as it was (it writes into a staging folder first).
 """
 
 from __future__ import annotations
@@ -38,9 +46,79 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["build_parser", "main"]
+__all__ = ["NUMERIC_FLAGS", "build_parser", "check_numeric_flags", "main"]
+
+#: Numeric flags checked before anything runs: argparse dest -> (flag, smallest, largest or None, what is expected).
+NUMERIC_FLAGS: dict[str, tuple[str, float, float | None, str]] = {
+    "seed": ("--seed", 0, None, "a non-negative integer"),
+    "train": ("--train", 0, None, "a non-negative number of sequences"),
+    "val": ("--val", 0, None, "a non-negative number of sequences"),
+    "test": ("--test", 0, None, "a non-negative number of sequences"),
+    "duration_s": ("--duration-s", math.ulp(0.0), None, "a positive duration in seconds"),
+    "width": ("--width", 1, 65535, "a sensor width in px, 1..65535"),
+    "height": ("--height", 1, 65535, "a sensor height in px, 1..65535"),
+    "label_jitter_us": ("--label-jitter-us", 0, 900, "a jitter bound in µs, 0..900"),
+    "frame_dt_us": ("--frame-dt-us", 1, None, "a positive rendering step in µs"),
+    "window_us": ("--window-us", 1, None, "a positive window length in µs"),
+    "bins": ("--bins", 1, None, "a positive number of time bins"),
+    "clip": ("--clip", 0, 255, "a count clip value 0..255"),
+    "downsample_factor": ("--downsample-factor", 1, None, "a positive integer divisor (1: none)"),
+}
+
+
+def check_numeric_flags(args: argparse.Namespace) -> None:
+    """Check the numeric flags of :data:`NUMERIC_FLAGS` that ``args`` holds (before anything is read or written).
+
+    Raises:
+        ValueError: ``<flag>: expected <what>, got <value>`` for the first flag out of range (or not finite).
+    """
+    for dest, (flag, low, high, what) in NUMERIC_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            raise ValueError(f"{flag}: expected {what}, got {value!r}")
+
+
+class _Signals:
+    """Ctrl-C (SIGINT) and SIGTERM while a subcommand runs: remembered in :attr:`received`; raised as
+    ``KeyboardInterrupt`` at once unless :attr:`polled` (then the running code polls :meth:`should_stop`, so that
+    the exception is never raised inside a finaliser or weakref callback, where Python would swallow it)."""
+
+    def __init__(self, polled: bool) -> None:
+        self.polled = polled
+        self.received: int | None = None
+
+    def should_stop(self) -> bool:
+        """True once a signal was received."""
+        return self.received is not None
+
+    def handle(self, signum: int, frame) -> None:
+        first = self.received is None
+        self.received = signum if first else self.received
+        if not self.polled:
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals(polled: bool) -> Iterator[_Signals]:
+    state = _Signals(polled)
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield state
+        return
+    previous = {sig: signal.signal(sig, state.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--frame-dt-us", type=int, default=2_000, help="rendering step (µs)")
     synth.add_argument("--no-special-boxes", action="store_true",
                        help="leave out the faulty boxes (side < 5 px, zero width, out of frame, over-wide)")
+    synth.add_argument("--overwrite", action="store_true",
+                       help="replace the files of an earlier evdet-data synth run in OUT (never other files)")
 
     pre = sub.add_parser("preprocess", help="recordings + labels -> representation shards (reference protocol)")
     pre.add_argument("src", help="dataset root with one folder per split (eTraM layout)")
@@ -81,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--on-bad-events", choices=("error", "drop"), default="error",
                      help="events outside the sensor or going back in time: stop with an error (default) or drop "
                           "and count them")
+    pre.add_argument("--strict", action="store_true",
+                     help="files that do not pair up (labels without recording, recording without labels, misnamed "
+                          "recording) are an error instead of one warning")
     _add_histogram_options(pre)
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -115,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> dict:
+def _run(args: argparse.Namespace, should_stop=None) -> dict:
     if args.command == "info":
         from evdet.data.info import recording_info
 
@@ -123,20 +206,7 @@ def _run(args: argparse.Namespace) -> dict:
     if args.command == "store":
         return _run_store(args)
     if args.command == "synth":
-        from evdet.data.synthetic import generate_dataset
-
-        return generate_dataset(
-            args.out,
-            seed=args.seed,
-            splits={"train": args.train, "val": args.val, "test": args.test},
-            duration_s=args.duration_s,
-            width=args.width,
-            height=args.height,
-            label_hz=args.label_hz,
-            label_jitter_us=args.label_jitter_us,
-            frame_dt_us=args.frame_dt_us,
-            special_boxes=not args.no_special_boxes,
-        )
+        return _run_synth(args, should_stop)
     if args.command == "histogram":
         return _run_histogram(args)
     if args.command == "label-stats":
@@ -148,7 +218,32 @@ def _run(args: argparse.Namespace) -> dict:
     options = PreprocessOptions(_histogram_config(args), windows=args.windows, class_names=args.class_names,
                                 on_bad_events=args.on_bad_events)
     return preprocess_dataset(args.src, args.out, splits=tuple(args.splits), options=options,
-                              progress=not args.no_progress)
+                              progress=not args.no_progress, strict=args.strict, should_stop=should_stop)
+
+
+def _run_synth(args: argparse.Namespace, should_stop=None) -> dict:
+    """``synth`` into a staging folder, moved into ``OUT`` when complete (:mod:`evdet.data.output_folder`); a signal
+    received meanwhile (even one whose ``KeyboardInterrupt`` was swallowed) discards the staging folder."""
+    from evdet.data.output_folder import OutputFolder
+    from evdet.data.synthetic import generate_dataset
+
+    with OutputFolder(args.out, "evdet-data synth", overwrite=args.overwrite) as output:
+        summary = generate_dataset(
+            output.staging,
+            seed=args.seed,
+            splits={"train": args.train, "val": args.val, "test": args.test},
+            duration_s=args.duration_s,
+            width=args.width,
+            height=args.height,
+            label_hz=args.label_hz,
+            label_jitter_us=args.label_jitter_us,
+            frame_dt_us=args.frame_dt_us,
+            special_boxes=not args.no_special_boxes,
+        )
+        if should_stop is not None and should_stop():
+            raise KeyboardInterrupt
+    summary["out_dir"] = str(args.out)
+    return summary
 
 
 def _add_histogram_options(parser: argparse.ArgumentParser) -> None:
@@ -203,11 +298,19 @@ def _run_store(args: argparse.Namespace) -> dict:
     return {"written": [str(store.get_file(args.key, args.local))]}
 
 
+_INTERRUPTED = {
+    "preprocess": "stopped; the unfinished shard (.tmp) was removed, finished shards are kept and a rerun continues",
+    "synth": "stopped; the output folder was left as it was",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``evdet-data`` with ``argv`` (default ``sys.argv[1:]``); print the result as one line of JSON on stdout.
 
     Returns:
-        0 on success, 2 on an input error (one line on stderr). Usage errors exit with argparse's code 2.
+        0 on success; 2 on an input error or a numeric flag out of range (one line on stderr, nothing read or
+        written for a flag); 130 after Ctrl-C (SIGINT), 143 after SIGTERM (one line, no traceback). Usage errors
+        exit with argparse's code 2.
     """
     args = build_parser().parse_args(argv)
     logger = logging.getLogger("evdet.data")
@@ -216,12 +319,24 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("evdet-data: warning: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)
-    try:
-        result = _run(args)
-    except (ValueError, OSError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"evdet-data: error: {message}", file=sys.stderr)
-        return 2
+    with _signals(polled=args.command == "preprocess") as signals:
+        try:
+            check_numeric_flags(args)
+            result = _run(args, should_stop=signals.should_stop)
+        except KeyboardInterrupt:
+            result = None
+            signals.received = signals.received or signal.SIGINT
+        except (ValueError, OSError) as exc:
+            if signals.received is None:
+                message = " ".join(str(exc).split())
+                print(f"evdet-data: error: {message}", file=sys.stderr)
+                return 2
+    if signals.received is not None:  # also when the KeyboardInterrupt was swallowed somewhere
+        name = signal.Signals(signals.received).name
+        what = _INTERRUPTED.get(args.command, "stopped")
+        print(f"evdet-data: interrupted by {name}{' (Ctrl-C)' if name == 'SIGINT' else ''}; {args.command} {what}",
+              file=sys.stderr)
+        return 128 + int(signals.received)
     print(json.dumps(result))  # one line: pipeline steps read the last stdout line
     return 0
 

@@ -19,16 +19,36 @@ Gehrig & Scaramuzza, CVPR 2023, Sec. 4.1):
    index and the count; ``"drop"`` removes them, counts them in the shard attribute ``bad_events`` and logs one
    warning per file.
 
-Shards are written to ``<name>.h5.tmp`` and renamed when complete; a finished shard is skipped on a rerun when it
-was made from the same source with the same options, and refused (one error) when the options differ.
+Before any window is made, the label times are checked against the recording's first and last event: labels more
+than one window outside it (e.g. one label at t = 1 h in a 2 s recording), or squeezed into its first per cent where
+x1000 would spread them over it, are one :class:`~evdet.data.labels.LabelError` naming the label file, both time
+ranges and the likely unit mistake (labels in ns, ms or s instead of µs).
+
+Inputs of a split folder that do not pair up (``<name>_bbox.npy`` without a recording, a recording without its
+labels, a recording file not named ``<name>_td.h5|.hdf5|.dat``) are skipped and listed in one warning line (and in
+the report under ``unpaired``); ``strict=True`` (``--strict``) makes them one error before anything is written.
+
+Shards are written to ``<name>.h5.tmp`` and renamed when complete (Ctrl-C removes the ``.tmp``: ``should_stop`` is
+polled per window). Each shard records a ``fingerprint`` of what made it (:func:`sequence_fingerprint`: the
+recording's name, size, mtime and a SHA-256 of its first and last MiB; the label file's name, size, mtime and SHA-256;
+every option). On a rerun a finished shard is reused only when its fingerprint equals the current one. Otherwise:
+
+* other options (histogram, windows, class names, bad-event policy, split): refused with one error naming the shard
+  and the option (the folder holds shards of one kind; choose another output folder);
+* a changed recording or label file (or a shard without a fingerprint, from an older evdet): the sequence is
+  redone and the old shard replaced atomically (one warning line says why); when the redo fails or finds no usable
+  labels, the old shard is deleted, so a stale shard is never left for training.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from evdet.data.classes import resolve_class_names
@@ -40,12 +60,17 @@ from evdet.data.shards import Shard, ShardWriter, is_complete_shard, read_shard_
 from evdet.data.windows import iter_window_events
 
 __all__ = [
+    "FINGERPRINT_VERSION",
     "RECORDING_SUFFIXES",
     "PreprocessError",
     "PreprocessOptions",
+    "check_label_times",
+    "file_fingerprint",
     "find_sequences",
     "preprocess_dataset",
     "preprocess_sequence",
+    "scan_split",
+    "sequence_fingerprint",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +78,14 @@ log = logging.getLogger(__name__)
 #: File-name endings of recordings picked up in a split folder; the part before is the sequence name.
 RECORDING_SUFFIXES = ("_td.h5", "_td.hdf5", "_td.dat")
 _LABEL_SUFFIX = "_bbox.npy"
+#: Suffixes of event files (any reader); one of them without a :data:`RECORDING_SUFFIXES` ending is misnamed.
+_EVENT_FILE_SUFFIXES = (".h5", ".hdf5", ".dat", ".aedat4")
+#: Version of the ``fingerprint`` shard attribute (:func:`sequence_fingerprint`).
+FINGERPRINT_VERSION = 1
+#: Bytes hashed at the start and at the end of a recording for its fingerprint (the whole file when smaller).
+_HASHED_BYTES = 1 << 20
+#: Unit mistakes the label-time check names: factor to µs, unit.
+_UNIT_FACTORS = ((1e-3, "nanoseconds"), (1e3, "milliseconds"), (1e6, "seconds"))
 
 
 class PreprocessError(ValueError):
@@ -95,46 +128,170 @@ class PreprocessOptions:
                 "on_bad_events": self.on_bad_events}
 
 
-def find_sequences(split_dir: str | Path) -> list[tuple[str, Path, Path]]:
-    """List the sequences of one split folder.
+def scan_split(split_dir: str | Path) -> tuple[list[tuple[str, Path, Path]], dict[str, list[str]]]:
+    """List the sequences of one split folder and the files that do not pair up.
 
     Returns:
-        Sorted ``(name, recording_path, label_path)`` tuples.
+        ``(sequences, unpaired)``: sorted ``(name, recording_path, label_path)`` tuples, and file names per kind:
+        ``labels_without_recording`` (``<name>_bbox.npy`` with no ``<name>_td.*``), ``recordings_without_labels``
+        and ``misnamed_recordings`` (an event file, e.g. ``<name>.h5``, not ending in :data:`RECORDING_SUFFIXES`).
 
     Raises:
-        PreprocessError: if ``split_dir`` is not a folder, holds no recording ending in
-            :data:`RECORDING_SUFFIXES`, or a recording has no ``<name>_bbox.npy`` (message names it).
+        PreprocessError: ``split_dir`` is not a folder, or a sequence has more than one recording file.
     """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise PreprocessError(f"{split_dir}: split folder not found")
     found = []
-    for path in sorted(split_dir.iterdir()):
-        for suffix in RECORDING_SUFFIXES:
-            if path.name.endswith(suffix) and path.is_file():
-                name = path.name[: -len(suffix)]
-                label_path = split_dir / f"{name}{_LABEL_SUFFIX}"
-                if not label_path.is_file():
-                    raise PreprocessError(f"{path}: labels {label_path} not found (expected <name>{_LABEL_SUFFIX} "
-                                          "beside every <name>_td recording)")
-                found.append((name, path, label_path))
-    if not found:
-        raise PreprocessError(f"{split_dir}: no recordings ending in {', '.join(RECORDING_SUFFIXES)}")
+    unpaired: dict[str, list[str]] = {"labels_without_recording": [], "recordings_without_labels": [],
+                                      "misnamed_recordings": []}
+    recording_names = set()
+    files = sorted(p for p in split_dir.iterdir() if p.is_file())
+    for path in files:
+        suffix = next((s for s in RECORDING_SUFFIXES if path.name.endswith(s)), None)
+        if suffix is None:
+            if path.suffix.lower() in _EVENT_FILE_SUFFIXES:
+                unpaired["misnamed_recordings"].append(path.name)
+            continue
+        name = path.name[: -len(suffix)]
+        recording_names.add(name)
+        label_path = split_dir / f"{name}{_LABEL_SUFFIX}"
+        if label_path.is_file():
+            found.append((name, path, label_path))
+        else:
+            unpaired["recordings_without_labels"].append(path.name)
+    for path in files:
+        if path.name.endswith(_LABEL_SUFFIX) and path.name[: -len(_LABEL_SUFFIX)] not in recording_names:
+            unpaired["labels_without_recording"].append(path.name)
     names = [n for n, _, _ in found]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise PreprocessError(f"{split_dir}: sequences {duplicates} have more than one recording file")
+    return found, unpaired
+
+
+def find_sequences(split_dir: str | Path) -> list[tuple[str, Path, Path]]:
+    """The sequences of one split folder (:func:`scan_split` without the unpaired files).
+
+    Returns:
+        Sorted ``(name, recording_path, label_path)`` tuples.
+
+    Raises:
+        PreprocessError: ``split_dir`` is not a folder, holds no recording with labels (names what it found), or
+            a sequence has more than one recording file.
+    """
+    found, unpaired = scan_split(split_dir)
+    if not found:
+        odd = [f for kind in unpaired.values() for f in kind]
+        raise PreprocessError(f"{split_dir}: no recordings ending in {', '.join(RECORDING_SUFFIXES)} with their "
+                              f"<name>{_LABEL_SUFFIX} labels" + (f" (found only {odd[:10]})" if odd else ""))
     return found
 
 
-def _event_time_span(reader: EventReader, max_events: int) -> tuple[int, int]:
-    """First and last event time (µs) of a recording (``grid`` windows need them before the histograms)."""
+def file_fingerprint(path: str | Path, *, whole: bool) -> dict:
+    """Name, size (bytes), mtime (ns) and SHA-256 of a file: of all of it (``whole``) or of its first and last
+    MiB (recordings: their header and first events, and their tail).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        if whole or stat.st_size <= 2 * _HASHED_BYTES:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            digest.update(f.read(_HASHED_BYTES))
+            f.seek(stat.st_size - _HASHED_BYTES)
+            digest.update(f.read(_HASHED_BYTES))
+    return {"name": path.name, "bytes": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns),
+            "sha256": digest.hexdigest(), "hashed": "whole file" if whole else f"first and last {_HASHED_BYTES} bytes"}
+
+
+def sequence_fingerprint(recording: str | Path, label_path: str | Path, split: str,
+                         options: PreprocessOptions) -> dict:
+    """What a shard is made from (stored as its ``fingerprint`` attribute, compared on a rerun).
+
+    Returns:
+        ``{"version", "source": file_fingerprint(recording), "labels": file_fingerprint(labels, whole), "options":
+        every option and the split}``.
+
+    Raises:
+        OSError: a file cannot be read.
+    """
+    return {"version": FINGERPRINT_VERSION, "source": file_fingerprint(recording, whole=False),
+            "labels": file_fingerprint(label_path, whole=True), "options": {**options.shard_attrs(), "split": split}}
+
+
+def _stop_check(should_stop: Callable[[], bool] | None) -> None:
+    """Raise ``KeyboardInterrupt`` when ``should_stop()`` says so (a signal was received)."""
+    if should_stop is not None and should_stop():
+        raise KeyboardInterrupt
+
+
+def _event_time_span(reader: EventReader, max_events: int, should_stop: Callable[[], bool] | None = None
+                     ) -> tuple[int, int] | None:
+    """First and last time (µs) of the events a reader yields, streamed (``None`` for no event)."""
     first = last = None
     for chunk in reader.iter_chunks(max_events):
+        _stop_check(should_stop)
         if len(chunk):
             first = int(chunk.t[0]) if first is None else first
             last = int(chunk.t[-1])
-    return (first, last) if first is not None else (0, 0)
+    return (first, last) if first is not None else None
+
+
+def _label_time_problem(lo: int, hi: int, first: int, last: int, margin: int) -> str | None:
+    """Why labels at ``lo..hi`` µs do not belong to events at ``first..last`` µs (None when they do)."""
+    def inside(a: float, b: float) -> bool:
+        return first - margin <= a and b <= last + margin
+
+    if not inside(lo, hi):
+        for factor, unit in _UNIT_FACTORS:
+            if inside(lo * factor, hi * factor):
+                return (f"they lie outside the events by more than one window ({margin} µs); the labels look like "
+                        f"{unit} (x{factor:g} gives {lo * factor:.0f}..{hi * factor:.0f} µs), expected µs")
+        return (f"they lie outside the events by more than one window ({margin} µs) and no unit mistake (ns, ms, s) "
+                "explains it: labels of another recording, or another time origin?")
+    span = max(last - first, 1)
+    if hi - first < 0.01 * span:
+        for factor, unit in _UNIT_FACTORS[1:]:
+            scaled_lo, scaled_hi = lo * factor, hi * factor
+            if inside(scaled_lo, scaled_hi) and scaled_hi - max(scaled_lo, first) >= 0.25 * span:
+                return (f"they all fall into the first {100 * (hi - first) / span:.2g}% of the recording; the labels "
+                        f"look like {unit} (x{factor:g} gives {scaled_lo:.0f}..{scaled_hi:.0f} µs), expected µs")
+    return None
+
+
+def check_label_times(boxes: np.ndarray, label_path: str | Path, recording: str | Path,
+                      event_range: tuple[int, int] | None, window_us: int) -> None:
+    """Check that the label times belong to the recording's events.
+
+    Args:
+        boxes: the label file's boxes (``t`` in µs).
+        label_path, recording: the files, named in the error.
+        event_range: first and last event time (µs), ``None`` when the recording has no event.
+        window_us: the window length (µs): the allowed overhang on both sides.
+
+    Raises:
+        LabelError: the labels lie more than one window outside the events, or all fall into the first per cent of
+            a recording that x1000 (x1e6) would fill: names the label file, both time ranges and the likely unit
+            mistake (ns, ms, s instead of µs).
+        PreprocessError: the recording holds no event but the labels hold boxes.
+    """
+    if not len(boxes):
+        return
+    lo, hi = int(boxes["t"].min()), int(boxes["t"].max())
+    if event_range is None:
+        raise PreprocessError(f"{recording}: the recording holds no events, but its labels {label_path} hold "
+                              f"{len(boxes)} boxes at {lo}..{hi} µs")
+    first, last = event_range
+    problem = _label_time_problem(lo, hi, first, last, int(window_us))
+    if problem:
+        raise LabelError(f"{label_path}: label times {lo}..{hi} µs do not fit the events of {Path(recording).name} "
+                         f"at {first}..{last} µs: {problem}")
 
 
 def _bad_events_error(recording: Path, reader: EventReader) -> PreprocessError:
@@ -143,42 +300,72 @@ def _bad_events_error(recording: Path, reader: EventReader) -> PreprocessError:
                            "--on-bad-events drop to remove them (counted in the shard)")
 
 
+def _checked_label_times(boxes: np.ndarray, label_path: Path, recording: Path, opts: PreprocessOptions,
+                         should_stop: Callable[[], bool] | None) -> tuple[int, int] | None:
+    """:func:`check_label_times` against the recording's time range: first the two stored end timestamps; only when
+    they disagree with the labels the events are streamed (the exact range of the kept events), so a recording
+    whose own timestamps are broken is blamed instead of its labels. Returns the range used."""
+    with open_recording(recording, on_bad_events="drop") as scan:
+        event_range = scan.time_range()
+    try:
+        check_label_times(boxes, label_path, recording, event_range, opts.histogram.window_us)
+        return event_range
+    except (LabelError, PreprocessError):
+        pass
+    with open_recording(recording, on_bad_events="drop") as scan:
+        event_range = _event_time_span(scan, opts.max_events, should_stop)
+        if opts.on_bad_events == "error" and scan.bad_events.total:
+            raise _bad_events_error(recording, scan)
+    check_label_times(boxes, label_path, recording, event_range, opts.histogram.window_us)
+    return event_range
+
+
 def preprocess_sequence(
     recording: str | Path,
     label_path: str | Path,
     out_path: str | Path,
     split: str,
     options: PreprocessOptions | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Turn one recording and its labels into one shard (module docstring for the rules).
 
-    Writes ``<out_path>.tmp`` and renames it to ``out_path`` when finished; on any error (or Ctrl-C) the ``.tmp``
-    file is removed and nothing is left at ``out_path``.
+    Writes ``<out_path>.tmp`` and renames it to ``out_path`` when finished (replacing an existing shard
+    atomically); on any error (or Ctrl-C) the ``.tmp`` file is removed and ``out_path`` is left as it was.
 
     Args:
         recording: event file readable by :func:`evdet.data.readers.open_recording`.
-        label_path: its ``_bbox.npy`` (sensor px).
+        label_path: its ``_bbox.npy`` (sensor px, µs).
         out_path: shard path ``<out>/<split>/<name>.h5``; the folder must exist.
         split: ``train`` applies the train-only box filter; any other name is treated as val/test.
         options: the :class:`PreprocessOptions` (default: the reference protocol).
+        should_stop: polled once per window and per streamed chunk; when it returns True the sequence stops with
+            ``KeyboardInterrupt`` (the CLI's signal handler sets it).
 
     Returns:
         ``{"name", "windows", "label_frames", "boxes", "dropped_boxes", "bad_events", "label_hz"}``.
 
     Raises:
         NoLabelsError: no box survives the filters or no label lies at or after 100 ms (nothing written).
-        LabelError: malformed labels, a label rate other than 30/60 Hz with ``label`` windows, a frame-selection
-            abort of the reference (names the file), or a class id beyond ``class_names``.
+        LabelError: malformed labels, label times that do not fit the recording (:func:`check_label_times`: names
+            the file, both time ranges and the likely unit mistake), a label rate other than 30/60 Hz with
+            ``label`` windows, a frame-selection abort of the reference (names the file), or a class id beyond
+            ``class_names``.
         RecordingError: the recording is missing, corrupt or truncated (names the file).
-        PreprocessError: bad events with ``on_bad_events="error"`` (names file, field, first index and count).
+        PreprocessError: bad events with ``on_bad_events="error"`` (names file, field, first index and count), or
+            a recording without events whose labels hold boxes.
+        KeyboardInterrupt: ``should_stop`` returned True.
     """
     recording, label_path, out_path = Path(recording), Path(label_path), Path(out_path)
     opts = options if options is not None else PreprocessOptions()
     hist = opts.histogram
+    fingerprint = sequence_fingerprint(recording, label_path, split, opts)  # before reading: a later change shows
     boxes = load_boxes(label_path)
     if len(boxes) and int(boxes["class_id"].max()) >= len(opts.class_names):
         raise LabelError(f"{label_path}: field 'class_id' has id {int(boxes['class_id'].max())}, but the class names "
                          f"{list(opts.class_names)} cover ids 0..{len(opts.class_names) - 1} (--class-names)")
+    _checked_label_times(boxes, label_path, recording, opts, should_stop)
 
     with open_recording(recording, on_bad_events="drop") as reader:
         sensor_w, sensor_h = int(reader.width), int(reader.height)
@@ -187,24 +374,26 @@ def preprocess_sequence(
             selection = select_labels(boxes, sensor_w, sensor_h, split, window_us=hist.window_us,
                                       source=str(label_path))
         else:
-            with open_recording(recording, on_bad_events="drop") as scan:
-                first, last = _event_time_span(scan, opts.max_events)
+            with open_recording(recording, on_bad_events="drop") as scan:  # the kept events' span, as always
+                first, last = _event_time_span(scan, opts.max_events, should_stop) or (0, 0)
             selection = grid_selection(boxes, sensor_w, sensor_h, split, first, last, window_us=hist.window_us,
                                        source=str(label_path))
         with ShardWriter(out_path, hist.channels, rep_w, rep_h) as writer:
             chunks = iter(reader.iter_chunks(opts.max_events))
             for end, events in iter_window_events(chunks, selection.window_end_us, hist.window_us, sensor_w,
                                                   sensor_h):
+                _stop_check(should_stop)
                 if opts.on_bad_events == "error" and reader.bad_events.total:
                     break
                 writer.append(stacked_histogram(events, end, hist), end)
             for _ in chunks:  # read the rest of the file: every bad event is counted, whatever the label span
-                pass
+                _stop_check(should_stop)
             if opts.on_bad_events == "error" and reader.bad_events.total:
                 raise _bad_events_error(recording, reader)
             bad = reader.bad_events.as_dict()
             if bad["total"]:
                 log.warning("%s: dropped %s", recording, reader.bad_events.describe(sensor_w, sensor_h))
+            _stop_check(should_stop)
             writer.finish(
                 selection.labels,
                 selection.frame_t_us,
@@ -220,11 +409,12 @@ def preprocess_sequence(
                     "label_hz": int(selection.label_hz),
                     "frame_step_us": int(selection.step_us),
                     "source": recording.name,
-                    "source_bytes": int(recording.stat().st_size),
+                    "source_bytes": int(fingerprint["source"]["bytes"]),
                     "labels_source": label_path.name,
-                    "labels_bytes": int(label_path.stat().st_size),
+                    "labels_bytes": int(fingerprint["labels"]["bytes"]),
                     "dropped_boxes": selection.dropped,
                     "bad_events": bad,
+                    "fingerprint": fingerprint,
                 },
             )
     return {
@@ -238,23 +428,57 @@ def preprocess_sequence(
     }
 
 
-_REPORT_KEYS = ("sequences_done", "sequences_skipped", "sequences_without_labels", "windows", "label_frames", "boxes",
-                "bad_events_dropped")
+_REPORT_KEYS = ("sequences_done", "sequences_skipped", "sequences_redone", "sequences_without_labels", "windows",
+                "label_frames", "boxes", "bad_events_dropped")
 
 
-def _existing_shard_stats(path: Path, recording: Path, label_path: Path, split: str, options: PreprocessOptions) -> dict:
-    """Stats of a finished shard made from the same inputs with the same options; PreprocessError otherwise."""
+def _fingerprint_change(recorded: dict | None, current: dict) -> str | None:
+    """What differs between a shard's recorded fingerprint and the current one (``None``: identical inputs)."""
+    if not isinstance(recorded, dict):
+        return "the shard has no source fingerprint (made by an older evdet)"
+    if recorded.get("version") != current["version"]:
+        return f"fingerprint version {recorded.get('version')!r}, now {current['version']}"
+    changes = []
+    for part in ("source", "labels"):
+        old, new = recorded.get(part) or {}, current[part]
+        for key in ("name", "bytes", "mtime_ns", "sha256"):
+            if old.get(key) != new[key]:
+                was, now = old.get(key), new[key]
+                if key == "sha256":
+                    was, now = str(was)[:12], now[:12]
+                changes.append(f"{part} {new['name']}: {key} {was} -> {now}")
+                break
+    return "; ".join(changes) or None
+
+
+def _rerun_decision(path: Path, recording: Path, label_path: Path, split: str,
+                    options: PreprocessOptions) -> tuple[str | None, dict]:
+    """For a finished shard: ``(None, stats)`` to reuse it, ``(reason, {})`` to redo it; PreprocessError when it was
+    made with other options."""
     attrs = read_shard_attrs(path)
-    expected = {**options.shard_attrs(), "split": split, "source": recording.name,
-                "source_bytes": int(recording.stat().st_size), "labels_source": label_path.name,
-                "labels_bytes": int(label_path.stat().st_size)}
+    expected = {**options.shard_attrs(), "split": split}
     for key, value in expected.items():
         if attrs.get(key) != value:
             raise PreprocessError(f"{path}: finished shard has {key}={attrs.get(key)!r}, this run wants {value!r}; "
                                   "delete it or choose another output folder")
+    change = _fingerprint_change(attrs.get("fingerprint"), sequence_fingerprint(recording, label_path, split, options))
+    if change is not None:
+        return change, {}
     shard = Shard(path)
-    return {"windows": shard.num_windows, "label_frames": shard.num_frames, "boxes": int(len(shard.labels)),
-            "bad_events": int(attrs.get("bad_events", {}).get("total", 0))}
+    return None, {"windows": shard.num_windows, "label_frames": shard.num_frames, "boxes": int(len(shard.labels)),
+                  "bad_events": int(attrs.get("bad_events", {}).get("total", 0))}
+
+
+def _unpaired_message(src_dir: Path, unpaired: dict[str, dict[str, list[str]]], limit: int = 20) -> str | None:
+    kinds = {"labels_without_recording": "labels without recording", "recordings_without_labels":
+             "recording without labels", "misnamed_recordings": f"misnamed recording, expected <name>"
+             f"{'|'.join(RECORDING_SUFFIXES)}"}
+    items = [f"{split}/{name} ({kinds[kind]})" for split, per in unpaired.items() for kind, names in per.items()
+             for name in names]
+    if not items:
+        return None
+    shown = ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+    return f"{src_dir}: {len(items)} files do not pair up as <name>_td.* + <name>{_LABEL_SUFFIX} and are skipped: {shown}"
 
 
 def preprocess_dataset(
@@ -264,13 +488,17 @@ def preprocess_dataset(
     splits: tuple[str, ...] | list[str] = ("train", "val", "test"),
     options: PreprocessOptions | None = None,
     progress: bool = True,
+    strict: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
     """Preprocess every sequence of the given splits (eTraM layout) into shards; resumable.
 
     Sequences run in sorted order per split; an error stops the run, shards finished before it stay intact. A
-    finished shard with the same inputs (file names and sizes) and options is skipped; one made otherwise is an
-    error. A recording without usable labels (:class:`~evdet.data.label_selection.NoLabelsError`) is skipped as
-    the reference skips it, logged, and listed under ``without_labels``.
+    finished shard is reused only when its fingerprint (recording, labels, options) equals the current one; other
+    options are an error, a changed recording or label file redoes the sequence (module docstring). A recording
+    without usable labels (:class:`~evdet.data.label_selection.NoLabelsError`) is skipped as the reference skips
+    it, logged, and listed under ``without_labels``. Files that do not pair up are listed in one warning (an error
+    with ``strict``).
 
     Args:
         src_dir: dataset root holding one folder per split.
@@ -279,19 +507,25 @@ def preprocess_dataset(
         splits: split folder names to process (all must exist).
         options: :class:`PreprocessOptions` (default: the reference protocol, eTraM class names).
         progress: show a tqdm progress bar (stderr) over the sequences.
+        strict: unpaired files (labels without recording, recording without labels, misnamed recording) are an
+            error instead of a warning.
+        should_stop: polled per window; True stops the run with ``KeyboardInterrupt`` (the unfinished ``.tmp`` is
+            removed, finished shards stay).
 
     Returns:
         Report dict: ``src_dir``, ``out_dir``, ``options``, ``splits`` -> per split ``sequences_done``,
-        ``sequences_skipped``, ``sequences_without_labels``, ``windows``, ``label_frames``, ``boxes``,
-        ``bad_events_dropped``, ``boxes_dropped`` (per filter), ``without_labels`` (names); and ``totals``.
+        ``sequences_skipped`` (reused), ``sequences_redone`` (source or labels changed), ``sequences_without_labels``,
+        ``windows``, ``label_frames``, ``boxes``, ``bad_events_dropped``, ``boxes_dropped`` (per filter),
+        ``without_labels`` (names), ``unpaired`` (file names per kind, :func:`scan_split`); and ``totals``.
 
     Raises:
-        PreprocessError: missing split folder, split without recordings, recording without labels, ``out_dir``
+        PreprocessError: missing split folder, split without recordings, unpaired files with ``strict``, ``out_dir``
             equal to ``src_dir``, a finished shard made with other options, bad events with
             ``on_bad_events="error"`` (message names the file or folder).
         RecordingError: corrupt or truncated recording (message names the file).
-        LabelError: malformed labels, a class id beyond the class names, or a frame-selection abort (names the
-            file).
+        LabelError: malformed labels, label times that do not fit the recording, a class id beyond the class names,
+            or a frame-selection abort (names the file).
+        KeyboardInterrupt: ``should_stop`` returned True.
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if not src_dir.is_dir():
@@ -303,7 +537,15 @@ def preprocess_dataset(
                                                       for s in splits):
         raise PreprocessError(f"{out_dir}: the output folder must not be the dataset folder {src_dir} or inside one "
                               "of its split folders")
-    plan = {split: find_sequences(src_dir / split) for split in splits}  # validates all inputs up front
+    plan, unpaired = {}, {}
+    for split in splits:  # validates all inputs up front
+        plan[split] = find_sequences(src_dir / split)
+        unpaired[split] = scan_split(src_dir / split)[1]
+    message = _unpaired_message(src_dir, unpaired)
+    if message and strict:
+        raise PreprocessError(f"{message} (--strict)")
+    if message:
+        log.warning("%s", message)
     total = sum(len(v) for v in plan.values())
     opts_report = {k: v for k, v in opts.shard_attrs().items()}
     report: dict = {"src_dir": str(src_dir), "out_dir": str(out_dir), "options": opts_report, "splits": {}}
@@ -312,24 +554,40 @@ def preprocess_dataset(
             stats: dict = dict.fromkeys(_REPORT_KEYS, 0)
             stats["boxes_dropped"] = {"crop": 0, "min_side": 0, "max_width": 0}
             stats["without_labels"] = []
+            stats["unpaired"] = unpaired[split]
             split_out = out_dir / split
             split_out.mkdir(parents=True, exist_ok=True)
             for name, recording, label_path in sequences:
+                _stop_check(should_stop)
                 bar.set_postfix_str(f"{split}/{name}")
                 shard_path = split_out / f"{name}.h5"
-                if is_complete_shard(shard_path):
-                    done = _existing_shard_stats(shard_path, recording, label_path, split, opts)
-                    stats["sequences_skipped"] += 1
-                else:
+                complete, redo = is_complete_shard(shard_path), None
+                if complete:
+                    redo, done = _rerun_decision(shard_path, recording, label_path, split, opts)
+                    if redo is None:
+                        stats["sequences_skipped"] += 1
+                    else:
+                        log.warning("redoing %s: %s", shard_path, redo)
+                if not complete or redo is not None:
                     try:
-                        done = preprocess_sequence(recording, label_path, shard_path, split, opts)
+                        done = preprocess_sequence(recording, label_path, shard_path, split, opts,
+                                                   should_stop=should_stop)
                     except NoLabelsError as exc:
                         log.warning("skipping %s: %s", recording, exc)
+                        if redo is not None:
+                            shard_path.unlink(missing_ok=True)
+                            log.warning("removed the stale shard %s", shard_path)
                         stats["sequences_without_labels"] += 1
                         stats["without_labels"].append(name)
                         bar.update(1)
                         continue
-                    stats["sequences_done"] += 1
+                    except Exception:
+                        if redo is not None:
+                            shard_path.unlink(missing_ok=True)
+                            log.warning("removed the stale shard %s (its inputs changed and redoing it failed)",
+                                        shard_path)
+                        raise
+                    stats["sequences_redone" if redo is not None else "sequences_done"] += 1
                     for key, value in done["dropped_boxes"].items():
                         stats["boxes_dropped"][key] += value
                 stats["windows"] += done["windows"]

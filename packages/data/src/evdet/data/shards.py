@@ -21,7 +21,10 @@ Attributes: ``format_version`` (2), ``width``, ``height`` (representation px), `
 ``downsample``, ``time_bins``), ``windows`` (``label`` | ``grid``), ``split``, ``label_hz``, ``frame_step_us``,
 ``class_names`` (JSON list: names of the raw label ids, in id order), ``source`` (recording file name),
 ``source_bytes``, ``labels_source``, ``dropped_boxes`` (JSON: boxes removed per filter), ``bad_events`` (JSON:
-events dropped by ``--on-bad-events drop``), ``on_bad_events``, and ``complete`` (True once finished).
+events dropped by ``--on-bad-events drop``), ``on_bad_events``, ``fingerprint`` (JSON: what the shard was made
+from, compared on a rerun of ``evdet-data preprocess``: ``version``, ``source`` and ``labels`` with ``name``,
+``bytes``, ``mtime_ns``, ``sha256`` (recording: of its first and last MiB; labels: whole file), ``options`` (every
+option and the split); :func:`evdet.data.preprocess.sequence_fingerprint`), and ``complete`` (True once finished).
 
 :class:`ShardWriter` writes ``<name>.h5.tmp`` and renames it to ``<name>.h5`` only when finished, so an
 interrupted run never leaves a file that looks complete. :class:`Shard` is the one way to read a shard (training,
@@ -70,7 +73,7 @@ REQUIRED_ATTRS = (
     "window_us", "bins", "clip", "time_bins", "windows", "split", "class_names", "source", "complete",
 )
 #: Attributes stored as JSON text (lists and dicts).
-JSON_ATTRS = ("class_names", "dropped_boxes", "bad_events")
+JSON_ATTRS = ("class_names", "dropped_boxes", "bad_events", "fingerprint")
 
 
 class ShardError(ValueError):

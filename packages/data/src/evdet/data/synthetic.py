@@ -922,6 +922,7 @@ def generate_dataset(
     noise_rate_hz: float = 0.05,
     spawn_rate_hz: float = 2.0,
     special_boxes: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Write a small SYNTHETIC dataset in the eTraM layout (see the module docstring).
 
@@ -931,12 +932,15 @@ def generate_dataset(
     ``[seed, index of s in splits, i]``, so the output is a deterministic function of the arguments.
 
     Args:
-        out_dir: destination folder (created; existing sequence files are overwritten).
+        out_dir: destination folder: missing or empty (created), or any folder with ``overwrite``.
         seed: base random seed (non-negative int).
         splits: split name -> number of sequences; default ``{"train": 2, "val": 1, "test": 1}``.
         duration_s, width, height, label_hz, label_jitter_us, frame_dt_us, contrast_threshold, noise_rate_hz,
             spawn_rate_hz, special_boxes: passed to :func:`simulate_sequence` (defaults: 1280 x 720 px, 30 Hz
             labels, 900 µs jitter).
+        overwrite: write into a non-empty ``out_dir``, replacing same-named sequence files and ``README.md`` (other
+            files stay). ``evdet-data synth --overwrite`` instead replaces exactly the files of its earlier run
+            (:mod:`evdet.data.output_folder`).
 
     Returns:
         Summary dict (JSON-serialisable): ``out_dir``, ``synthetic`` (True), ``seed``, ``width``, ``height``,
@@ -948,6 +952,8 @@ def generate_dataset(
     Raises:
         ValueError: if ``seed`` is not a non-negative integer, ``splits`` is empty or has a negative or non-integer
             count or an invalid split name, or a simulation argument is invalid (the message names it).
+        OutputFolderError: (a ``ValueError``) ``out_dir`` is a file, or not empty without ``overwrite`` (nothing is
+            written).
     """
     func = "generate_dataset"
     seed = _check_seed(func, seed)
@@ -980,6 +986,10 @@ def generate_dataset(
     _check_float(func, "spawn_rate_hz", spawn_rate_hz, positive=False)
 
     out_dir = Path(out_dir)
+    if not overwrite:
+        from evdet.data.output_folder import check_output_folder
+
+        check_output_folder(out_dir, "evdet-data synth")
     out_dir.mkdir(parents=True, exist_ok=True)
     sequences = []
     for split_index, (split, count) in enumerate(splits.items()):

@@ -2,8 +2,11 @@
 
 - ``evdet-model summary +experiment=NAME [overrides] [--json] [--all]``: parameters per part, multiply-accumulates
   per frame and feature-map shapes per stage (``--all``: one markdown table over every experiment).
-- ``evdet-model predict --checkpoint CKPT --shards DIR --output DIR``: detections at label timestamps per recording
-  (input of ``evdet-eval coco``).
+- ``evdet-model predict --checkpoint CKPT --shards DIR --output DIR [--overwrite] [--batch N] [--device D]``:
+  detections at label timestamps per recording (input of ``evdet-eval prophesee``). ``--output`` must be missing or
+  empty; ``--overwrite`` replaces the files of an earlier predict run there (:mod:`evdet.model.predict`).
+  ``--batch`` < 1 or a ``--device`` this machine lacks (``cuda`` without CUDA) is one line naming the flag, exit 2,
+  before anything is loaded or written.
 - ``evdet-model import-rvt FILE --model rvt_tiny|rvt_small|rvt_base [overrides] --output evdet.ckpt [--overwrite]``:
   weights of the reference RVT implementation (state_dict or Lightning ``.ckpt``) as an evdet checkpoint
   (:mod:`evdet.model.rvt_import`).
@@ -19,7 +22,8 @@ from pathlib import Path
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from evdet.model.config import compose_config, list_experiments, to_container
+from evdet.model.config import compose_checked, list_experiments, to_container
+from evdet.model.detect import check_device, check_run_flags
 from evdet.model.predict import predict_shards
 from evdet.model.rvt_import import write_imported_checkpoint
 from evdet.model.summary import format_lstm_table, format_markdown_table, format_summary, lstm_cell_counts, summarize
@@ -28,13 +32,16 @@ __all__ = ["main"]
 
 
 def _summary(args: argparse.Namespace, overrides: list[str]) -> int:
+    # Configs are composed and validated first (evdet.model.config.ConfigError, a ValueError: one line naming the
+    # key); dataset.path is not needed for a summary.
     if args.all:
-        rows = [summarize(to_container(compose_config([f"experiment={name}", *overrides]))) for name in list_experiments()]
-        print(format_markdown_table(rows))
+        configs = [to_container(compose_checked([f"experiment={name}", *overrides], for_training=False))
+                   for name in list_experiments()]
+        print(format_markdown_table([summarize(config) for config in configs]))
         print("\nConvLSTM parameters per stage width (RVT-B widths):\n")
         print(format_lstm_table(lstm_cell_counts()))
         return 0
-    result = summarize(to_container(compose_config(overrides)))
+    result = summarize(to_container(compose_checked(overrides, for_training=False)))
     print(json.dumps(result) if args.json else format_summary(result))
     return 0
 
@@ -42,7 +49,10 @@ def _summary(args: argparse.Namespace, overrides: list[str]) -> int:
 def _predict(args: argparse.Namespace, overrides: list[str]) -> int:
     if overrides:
         raise ValueError(f"predict takes no Hydra overrides (the checkpoint holds the config): {overrides}")
-    report = predict_shards(args.checkpoint, args.shards, args.output, batch_size=args.batch, device=args.device)
+    check_run_flags(batch=args.batch)
+    check_device(args.device)
+    report = predict_shards(args.checkpoint, args.shards, args.output, batch_size=args.batch, device=args.device,
+                            overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in report.items() if k != "files"}))
     return 0
 
@@ -68,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     predict = sub.add_parser("predict", help="detections over shards at label timestamps")
     predict.add_argument("--checkpoint", type=Path, required=True)
     predict.add_argument("--shards", type=Path, required=True, help="directory of one split's shards")
-    predict.add_argument("--output", type=Path, required=True, help="directory for <name>.npy detections")
-    predict.add_argument("--batch", type=int, default=None, help="recordings streamed in parallel")
-    predict.add_argument("--device", default="cpu")
+    predict.add_argument("--output", type=Path, required=True,
+                         help="directory for <name>.npy detections: missing or empty, or an earlier predict output "
+                              "with --overwrite")
+    predict.add_argument("--overwrite", action="store_true",
+                         help="replace the outputs of an earlier evdet-model predict run in --output (never other "
+                              "files)")
+    predict.add_argument("--batch", type=int, default=None, help="recordings streamed in parallel, >= 1")
+    predict.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     imp = sub.add_parser(
         "import-rvt",
         help="RVT (uzh-rpg/RVT) weights -> evdet checkpoint",
@@ -87,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args, overrides)
     except (HydraException, OmegaConfBaseException, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"evdet-model {args.command}: error: {exc}", file=sys.stderr)
+        print(f"evdet-model {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"evdet-model {args.command}: interrupted (Ctrl-C); its output was left as it was", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

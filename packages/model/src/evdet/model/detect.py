@@ -5,12 +5,26 @@ the same stacked histograms the model was trained on (:mod:`evdet.data.represent
 parameters: both window ends inclusive, time bins stretched over the events, nearest-exact downsampling). Any sensor
 size is mapped to the model's input by an integer factor ``k`` chosen so the representation fits the trained input
 size (1280x720 with a 640x360 model: k = 2); the detector pads to its required multiple, and boxes are scaled by
-``k`` back to sensor pixels. Outputs, in ``--output``:
+``k`` back to sensor pixels. Outputs, in ``--output``, per recording with output name ``NAME``:
 
-- ``<recording>_bbox.npy``: Prophesee box array (``t`` = window end in µs, x, y, w, h in sensor px,
+- ``NAME_bbox.npy``: Prophesee box array (``t`` = window end in µs, x, y, w, h in sensor px,
   ``class_confidence`` = score as configured in ``dataset.evaluation.score``, ``class_id``, ``track_id`` 0);
-- ``<recording>_XXXXXX.png``: detections drawn over event frames for evenly spaced windows;
-- ``<recording>_detect.json``: counts and the latency per 50 ms window (representation + model), also printed.
+- ``NAME_XXXXXX.png``: detections drawn over event frames for evenly spaced windows (``XXXXXX`` = window index);
+- ``NAME_detect.json``: counts and the latency per 50 ms window (representation + model), also printed;
+- ``.evdet-manifest.json``: the files this run wrote (:mod:`evdet.data.output_folder`).
+
+Output names (:func:`output_names`): ``NAME`` is the recording's file name up to its first dot (``gen4.dat`` ->
+``gen4``). When two recordings of one run would get the same name, each of them gets its suffixes appended
+(``rec.dat`` -> ``rec-dat``, ``rec.aedat4`` -> ``rec-aedat4``); if that still collides, its folder's name
+(``a/rec.dat`` -> ``rec-dat-a``); if even that collides (the same file twice), a running number (``rec-dat-a-1``,
+``rec-dat-a-2``). So two recordings never write the same file.
+
+The output folder must be missing or empty; ``--overwrite`` replaces the outputs of an earlier ``evdet-detect`` run
+there (exactly the files of its manifest, so no PNG of the earlier run is left beside the new ones), and is refused
+when the folder holds files that run did not write. Outputs appear only when every recording was processed (a
+staging folder is moved into place); an error or Ctrl-C leaves the folder as it was. Flags are checked before
+anything is loaded or written: ``--device cuda`` without CUDA, ``--max-windows`` / ``--max-images`` out of range,
+``--confidence`` / ``--nms`` outside [0, 1] are one line naming the flag, exit 2.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import json
 import math
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +42,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from evdet.data.labels import BBOX_DTYPE, save_boxes
+from evdet.data.output_folder import OutputFolder, check_output_folder
 from evdet.data.readers import RecordingError, open_recording
 from evdet.data.representation import HistogramConfig, stacked_histogram
 from evdet.data.windows import grid_window_ends, iter_window_events
@@ -34,11 +50,104 @@ from evdet.model.checkpoint import load_module
 from evdet.model.datamodule import dataset_classes
 from evdet.model.detections import detections_to_boxes
 
-__all__ = ["detect_recording", "input_scale_factor", "render_detections", "main"]
+__all__ = ["check_device", "check_run_flags", "detect_recording", "detect_recordings", "input_scale_factor",
+           "output_names", "render_detections", "main"]
+
+#: Tool name recorded in the output folder's manifest.
+TOOL = "evdet-detect"
 
 #: Distinct colours per class id for the PNG overlays (RGB).
 _PALETTE = [(255, 200, 0), (0, 220, 120), (255, 80, 80), (80, 160, 255), (255, 0, 255), (0, 255, 255),
             (200, 200, 200), (255, 140, 0)]
+
+
+def check_device(device: str, flag: str = "--device") -> str:
+    """Check that ``device`` names a torch device this machine has, before anything is loaded.
+
+    Accepted: ``cpu``; ``cuda`` / ``cuda:N`` when CUDA is available (and ``N`` < the number of GPUs); ``mps`` when
+    available.
+
+    Returns:
+        ``device`` unchanged.
+
+    Raises:
+        ValueError: one line naming ``flag``, the value and what is expected (e.g. ``--device cuda: CUDA is not
+            available on this machine ...; use --device cpu``).
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{flag}: expected cpu, cuda or cuda:N, got {device!r}") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{flag} {device}: CUDA is not available on this machine (no GPU or driver visible to "
+                             f"torch {torch.__version__}); use {flag} cpu")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"{flag} {device}: expected a GPU index below {torch.cuda.device_count()} (the GPUs "
+                             "this machine has)")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{flag} {device}: MPS is not available on this machine; use {flag} cpu")
+    elif parsed.type != "cpu":
+        raise ValueError(f"{flag}: expected cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+def check_run_flags(**flags) -> None:
+    """Check count and threshold flags (CLI spelling ``--max-windows`` as keyword ``max_windows``).
+
+    Counts ``max_windows`` and ``batch`` must be integers >= 1, ``max_images`` >= 0; thresholds ``confidence``,
+    ``nms`` must lie in [0, 1]; ``None`` means "not given" and passes.
+
+    Raises:
+        ValueError: one line ``--flag: expected ..., got VALUE`` for the first flag out of range.
+    """
+    minimum = {"max_windows": 1, "batch": 1, "max_images": 0}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key in minimum:
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum[key]:
+                what = "a positive number" if minimum[key] == 1 else "a number >= 0 (0: none)"
+                unit = {"max_windows": "of 50 ms windows", "batch": "of recordings streamed in parallel",
+                        "max_images": "of PNG overlays per recording"}[key]
+                raise ValueError(f"{flag}: expected {what} {unit}, got {value!r}")
+        elif not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0):
+            raise ValueError(f"{flag}: expected a threshold in [0, 1], got {value!r}")
+
+
+def output_names(recordings: list[str | Path]) -> list[str]:
+    """The output name of each recording of one run, unique within the run (module docstring for the rule).
+
+    Args:
+        recordings: recording paths in command-line order.
+
+    Returns:
+        One name per recording, in the same order.
+    """
+    paths = [Path(r) for r in recordings]
+
+    def with_suffixes(path: Path) -> str:
+        parts = path.name.split(".")
+        return "-".join([parts[0], *[p for p in parts[1:] if p]])
+
+    def with_folder(path: Path) -> str:
+        return f"{with_suffixes(path)}-{path.resolve().parent.name or 'root'}"
+
+    names = [p.name.split(".")[0] for p in paths]
+    for refine in (with_suffixes, with_folder):
+        counts = Counter(names)
+        names = [refine(p) if counts[n] > 1 else n for p, n in zip(paths, names)]
+    counts, seen, unique = Counter(names), Counter(), []
+    for name in names:
+        if counts[name] > 1:
+            seen[name] += 1
+            name = f"{name}-{seen[name]}"
+        unique.append(name)
+    if len(set(unique)) != len(unique):  # a numbered name met an existing one: number them all
+        unique = [f"{n}-{i + 1}" for i, n in enumerate(unique)]
+    return unique
 
 
 def input_scale_factor(sensor_width: int, sensor_height: int, input_width: int, input_height: int) -> int:
@@ -108,27 +217,38 @@ def detect_recording(
     max_images: int = 8,
     max_windows: int | None = None,
     device: str = "cpu",
+    name: str | None = None,
+    report_dir: Path | None = None,
 ) -> dict:
     """Detect objects in every 50 ms window of ``recording`` and write the outputs described in the module doc.
+
+    This writes straight into ``output_dir`` (same-named files are replaced); :func:`detect_recordings` (and the
+    CLI) add the output-folder protection and unique names.
 
     Args:
         checkpoint: Lightning checkpoint from ``evdet-train``.
         recording: ``.dat``, ``_td.h5`` / ``.h5`` or ``.aedat4`` file.
         output_dir: directory for the box array, PNGs and the JSON report (created).
-        confidence_threshold: minimum objectness x class probability of a kept detection (the post-processing
-            threshold; the written score is ``dataset.evaluation.score``).
-        nms_threshold: IoU of class-aware NMS; default: the run's ``validation.nms_threshold``.
-        max_images: number of PNG overlays (evenly spaced windows).
-        max_windows: stop after this many windows (None: the whole recording).
+        confidence_threshold: minimum objectness x class probability of a kept detection, in [0, 1] (the
+            post-processing threshold; the written score is ``dataset.evaluation.score``).
+        nms_threshold: IoU of class-aware NMS in [0, 1]; default: the run's ``validation.nms_threshold``.
+        max_images: number of PNG overlays (evenly spaced windows), >= 0.
+        max_windows: stop after this many windows, >= 1 (None: the whole recording).
         device: torch device.
+        name: output name ``NAME`` of the files (default: the file name up to its first dot).
+        report_dir: the folder the report's paths name (default ``output_dir``; :func:`detect_recordings` writes
+            into a staging folder that is moved there afterwards).
 
     Returns:
-        The report dict (also written as ``<recording>_detect.json``).
+        The report dict (also written as ``NAME_detect.json``).
 
     Raises:
         RecordingError: unreadable recording (message names the file).
-        FileNotFoundError / ValueError: missing or unreadable checkpoint.
+        FileNotFoundError / ValueError: missing or unreadable checkpoint; a count or threshold out of range (names
+            the parameter).
     """
+    check_run_flags(max_windows=max_windows, max_images=max_images, confidence=confidence_threshold,
+                    nms=nms_threshold)
     module, config = load_module(checkpoint, device)
     model = module.model
     ds, val = config["dataset"], config["validation"]
@@ -145,7 +265,8 @@ def detect_recording(
         if max_windows is not None:
             n_windows = min(n_windows, max_windows)
         image_at = set(np.linspace(0, max(n_windows - 1, 0), num=min(max_images, n_windows), dtype=int).tolist())
-        stem = Path(recording).name.split(".")[0]
+        stem = name if name is not None else Path(recording).name.split(".")[0]
+        shown_dir = Path(report_dir) if report_dir is not None else Path(output_dir)
         all_boxes: list[np.ndarray] = []
         latencies_ms: list[float] = []
         states = None
@@ -169,7 +290,7 @@ def detect_recording(
             if index in image_at:
                 png = Path(output_dir) / f"{stem}_{index:06d}.png"
                 render_detections(histogram, boxes, factor, class_names, png)
-                images.append(str(png))
+                images.append(str(shown_dir / png.name))
     boxes = np.concatenate(all_boxes) if all_boxes else np.zeros(0, dtype=BBOX_DTYPE)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -177,6 +298,7 @@ def detect_recording(
     lat = np.asarray(latencies_ms) if latencies_ms else np.zeros(1)
     report = {
         "recording": str(recording),
+        "name": stem,
         **info,
         "scale_factor": factor,
         "model_input": [int(ds["height"]), int(ds["width"])],
@@ -190,11 +312,49 @@ def detect_recording(
             "max": round(float(lat.max()), 3),
         },
         "device": device,
-        "boxes": str(box_path),
+        "boxes": str(shown_dir / box_path.name),
         "images": images,
     }
     (out_dir / f"{stem}_detect.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def detect_recordings(
+    checkpoint: Path,
+    recordings: list[Path],
+    output_dir: Path,
+    *,
+    overwrite: bool = False,
+    **options,
+) -> list[dict]:
+    """Run :func:`detect_recording` over several recordings into one protected output folder.
+
+    ``output_dir`` must be missing or empty, or hold only an earlier ``evdet-detect`` run's files with
+    ``overwrite`` (:mod:`evdet.data.output_folder`); names come from :func:`output_names`. Outputs appear only when
+    every recording succeeded.
+
+    Args:
+        checkpoint: Lightning checkpoint from ``evdet-train``.
+        recordings: recordings, in order.
+        output_dir: the output folder.
+        overwrite: replace the outputs of an earlier ``evdet-detect`` run in ``output_dir``.
+        **options: ``confidence_threshold``, ``nms_threshold``, ``max_images``, ``max_windows``, ``device`` of
+            :func:`detect_recording`.
+
+    Returns:
+        One report per recording (paths name ``output_dir``).
+
+    Raises:
+        OutputFolderError: ``output_dir`` is not empty without ``overwrite``, or holds files of no earlier
+            ``evdet-detect`` run (nothing is loaded or written).
+        RecordingError, FileNotFoundError, ValueError: as :func:`detect_recording` (the folder is left as it was).
+    """
+    check_output_folder(output_dir, TOOL, overwrite)
+    names = output_names(recordings)
+    with OutputFolder(output_dir, TOOL, overwrite=overwrite) as output:
+        reports = [detect_recording(checkpoint, rec, output.staging, name=name, report_dir=Path(output_dir),
+                                    **options) for rec, name in zip(recordings, names)]
+    return reports
 
 
 def _first_time_and_windows(reader, window_us: int) -> tuple[int, int]:
@@ -221,27 +381,40 @@ def _clip_to_sensor(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point ``evdet-detect CHECKPOINT RECORDING [RECORDING ...] --output DIR``."""
+    """Console entry point ``evdet-detect CHECKPOINT RECORDING [RECORDING ...] --output DIR [--overwrite]``.
+
+    Returns:
+        0 on success; 2 on an input error, a flag out of range or a non-empty output folder (one line on stderr,
+        flags and the folder checked before anything is loaded or written); 130 after Ctrl-C (the output folder is
+        left as it was).
+    """
     parser = argparse.ArgumentParser(prog="evdet-detect", description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="Lightning checkpoint written by evdet-train")
     parser.add_argument("recordings", type=Path, nargs="+", help=".dat, .h5 or .aedat4 event recordings")
-    parser.add_argument("--output", type=Path, required=True, help="output directory")
-    parser.add_argument("--confidence", type=float, default=0.3, help="minimum detection score (default 0.3)")
-    parser.add_argument("--nms", type=float, default=None, help="NMS IoU threshold (default: the run's)")
-    parser.add_argument("--max-images", type=int, default=8, help="PNG overlays per recording (default 8)")
-    parser.add_argument("--max-windows", type=int, default=None, help="stop after N windows")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="output directory: missing or empty, or an earlier evdet-detect output with --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier evdet-detect run in --output (never other files)")
+    parser.add_argument("--confidence", type=float, default=0.3, help="minimum detection score in [0, 1] (0.3)")
+    parser.add_argument("--nms", type=float, default=None, help="NMS IoU threshold in [0, 1] (default: the run's)")
+    parser.add_argument("--max-images", type=int, default=8, help="PNG overlays per recording, >= 0 (default 8)")
+    parser.add_argument("--max-windows", type=int, default=None, help="stop after N >= 1 windows")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, cuda or cuda:N (default: cuda when available)")
     args = parser.parse_args(argv)
     try:
-        reports = [
-            detect_recording(args.checkpoint, rec, args.output, confidence_threshold=args.confidence,
-                             nms_threshold=args.nms, max_images=args.max_images, max_windows=args.max_windows,
-                             device=args.device)
-            for rec in args.recordings
-        ]
+        check_run_flags(confidence=args.confidence, nms=args.nms, max_images=args.max_images,
+                        max_windows=args.max_windows)
+        check_device(args.device)
+        reports = detect_recordings(args.checkpoint, args.recordings, args.output, overwrite=args.overwrite,
+                                    confidence_threshold=args.confidence, nms_threshold=args.nms,
+                                    max_images=args.max_images, max_windows=args.max_windows, device=args.device)
     except (RecordingError, FileNotFoundError, ValueError) as exc:
-        print(f"evdet-detect: error: {exc}", file=sys.stderr)
+        print(f"evdet-detect: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"evdet-detect: interrupted (Ctrl-C); {args.output} was left as it was", file=sys.stderr)
+        return 130
     for report in reports:
         print(json.dumps({k: v for k, v in report.items() if k != "images"}))
     return 0

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
+
 from evdet.data.events import Events
 
 __all__ = ["BAD_EVENT_POLICIES", "DEFAULT_MAX_EVENTS", "BadEventLog", "EventReader", "IndexedEventReader",
@@ -156,6 +158,22 @@ class EventReader(ABC):
             RecordingError: if the file is truncated or malformed, or the reader is closed.
         """
 
+    def time_range(self) -> tuple[int, int] | None:
+        """First and last timestamp (µs) of the recording, or ``None`` when it holds no event.
+
+        The default streams the file once (:meth:`iter_chunks`); indexed formats read two timestamps. Used to check
+        that labels belong to the recording before any window is made.
+
+        Raises:
+            RecordingError: if the file is truncated or malformed, or the reader is closed.
+        """
+        first = last = None
+        for chunk in self.iter_chunks():
+            if len(chunk):
+                first = int(chunk.t[0]) if first is None else first
+                last = int(chunk.t[-1])
+        return None if first is None else (first, last)
+
     def close(self) -> None:
         """Release the open file; idempotent."""
         self._closed = True
@@ -220,6 +238,18 @@ class IndexedEventReader(EventReader):
     @abstractmethod
     def _index_at_or_after(self, t_us: int, lo: int = 0) -> int:
         """Index of the first event at or after ``lo`` with ``t >= t_us`` (``num_events`` if none)."""
+
+    @abstractmethod
+    def _read_t(self, start: int, stop: int) -> np.ndarray:
+        """Timestamps ``t[start:stop]`` (µs) as ``int64``, as stored (unchecked)."""
+
+    def time_range(self) -> tuple[int, int] | None:
+        """First and last stored timestamp (µs), two single reads (see :meth:`EventReader.time_range`); a file whose
+        timestamps go backwards may end below its largest timestamp."""
+        self._ensure_open()
+        if self.num_events == 0:
+            return None
+        return int(self._read_t(0, 1)[0]), int(self._read_t(self.num_events - 1, self.num_events)[0])
 
     def read(self) -> Events:
         """Return all ``num_events`` events (see :meth:`EventReader.read`)."""

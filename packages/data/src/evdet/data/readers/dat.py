@@ -9,11 +9,16 @@ Layout (Prophesee, "DAT File Format", Metavision SDK docs, docs.prophesee.ai/sta
 
 The record area is memory-mapped read-only (``np.memmap``), so window reads touch only the pages they need.
 
-Timestamp overflow: ``t`` is 32 bits of µs and wraps after 2**32 µs (71.6 min). The reader handles one wrap
-under the assumption that the recording spans less than 2**32 µs: then a wrap happened exactly when the last
-record's ``t`` is smaller than the first's, and every record after the wrap point (found by binary search) gets
-2**32 µs added. A recording that breaks the assumption shows up as decreasing timestamps and raises
-:class:`RecordingError` when streamed.
+Timestamp overflow: ``t`` is 32 bits of µs and wraps after 2**32 µs (71.6 min). The reader unwraps one wrap, and
+only where the data prove it: the last record's ``t`` is smaller than the first's, the first record below the first
+timestamp (index ``w``, found by binary search) follows a record at or above it, and adding 2**32 µs to ``t[w]``
+continues the time line: ``0 <= t[w] + 2**32 - t[w - 1] <= MAX_WRAP_GAP_US`` (1 s). Every record from ``w`` on then
+gets 2**32 µs added. Anything else that ends below the first timestamp (a zero-padded tail, a tail that steps back)
+is not a wrap: with ``on_bad_events="error"`` opening the file raises :class:`RecordingError` naming the file, the
+first bad index and how many records lie before an earlier timestamp; with ``"drop"`` those records are dropped and
+counted while streaming (:class:`~evdet.data.readers.base.BadEventLog`). Timestamps that go backwards elsewhere raise
+the same error (file, first index, count) when read. A recording longer than 2**32 µs (two wraps) reads as one that
+steps back.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from evdet.data.readers.base import IndexedEventReader, RecordingError
 from evdet.data.readers.time_search import first_index_at_or_after
 from evdet.data.readers.validation import checked_events
 
-__all__ = ["DatReader", "DAT_EVENT_TYPES", "DAT_RECORD_DTYPE"]
+__all__ = ["DatReader", "DAT_EVENT_TYPES", "DAT_RECORD_DTYPE", "MAX_WRAP_GAP_US"]
 
 #: One DAT record: ``t`` (µs) and the packed ``x | y << 14 | p << 28`` word, both little-endian ``uint32``.
 DAT_RECORD_DTYPE = np.dtype([("t", "<u4"), ("word", "<u4")])
@@ -37,6 +42,11 @@ DAT_EVENT_TYPES = {0: "Event2d", 12: "EventCd"}
 
 _RECORD_SIZE = 8
 _TIMESTAMP_PERIOD_US = 1 << 32
+#: Largest step (µs) between the last record before a timestamp wrap and the first after it (after adding 2**32 µs)
+#: for the wrap to count as proven (module docstring).
+MAX_WRAP_GAP_US = 1_000_000
+#: Records per block when the whole timestamp column is scanned (only for a file whose timestamps go backwards).
+_SCAN_BLOCK = 1 << 20
 _COORD_MASK = 0x3FFF  # 14 bits for x and for y
 
 
@@ -59,8 +69,10 @@ class DatReader(IndexedEventReader):
         RecordingError: naming the file and the problem if it does not exist, does not start with ``%``
             header lines, a header line is cut off, the binary part (type and size bytes) is missing,
             ``Version``/``Width``/``Height`` is missing or not a valid integer, the event type is not 0/12,
-            the event size is not 8, or the record area is not a multiple of 8 bytes (truncated file).
-            Decoding raises it for pixels outside the sensor, polarity not 0/1 or decreasing timestamps.
+            the event size is not 8, or the record area is not a multiple of 8 bytes (truncated file); with
+            ``on_bad_events="error"`` also when the file ends below its first timestamp without a proven wrap
+            (zeroed or backwards tail: names the first bad index and the count). Decoding raises it for pixels
+            outside the sensor, polarity not 0/1 or decreasing timestamps (names the first index and the count).
     """
 
     format = "prophesee-dat"
@@ -148,14 +160,73 @@ class DatReader(IndexedEventReader):
     # -- time base -------------------------------------------------------------------------------------------
 
     def _find_wrap_index(self) -> int:
-        """Index of the first record after a uint32 timestamp wrap, or ``num_events`` if none (see module doc)."""
+        """Index of the first record after a proven uint32 timestamp wrap, or ``num_events`` if none (module doc).
+
+        Raises:
+            RecordingError: (policy ``error``) the file ends below its first timestamp without a proven wrap.
+        """
         n = self.num_events
+        self._backwards: tuple[int, int, int, int, int] | None = None
         raw_t = self._records["t"]
         if n == 0 or int(raw_t[-1]) >= int(raw_t[0]):
             return n
         first = int(raw_t[0])
-        # Before the wrap raw t >= first, after it raw t < first (span < 2**32 µs): bisect on that predicate.
-        return first_index_at_or_after(lambda a, b: (raw_t[a:b] < first).astype(np.int64), 1, 0, n)
+        # Before a wrap raw t >= first, after it raw t < first (span < 2**32 µs): bisect on that predicate.
+        w = first_index_at_or_after(lambda a, b: (raw_t[a:b] < first).astype(np.int64), 1, 0, n)
+        if 0 < w < n and int(raw_t[w - 1]) >= first > int(raw_t[w]):
+            step = int(raw_t[w]) + _TIMESTAMP_PERIOD_US - int(raw_t[w - 1])
+            if 0 <= step <= MAX_WRAP_GAP_US:
+                return w
+        self._wrap_index = n
+        self._backwards = self._scan_backwards()
+        if self.bad_events is None:
+            raise self._backwards_error(wrap_checked=True)
+        return n
+
+    def _scan_backwards(self) -> tuple[int, int, int, int, int] | None:
+        """Scan the whole timestamp column: ``(first index, count, t there, latest t before it, largest t)`` of the
+        records stamped before an earlier record, or ``None`` when the timestamps never go back."""
+        latest = np.iinfo(np.int64).min
+        first: tuple[int, int, int] | None = None
+        count = 0
+        for start in range(0, self.num_events, _SCAN_BLOCK):
+            t = self._read_t(start, min(start + _SCAN_BLOCK, self.num_events))
+            before = np.maximum.accumulate(np.concatenate([[latest], t[:-1]]))
+            bad = t < before
+            if bad.any():
+                if first is None:
+                    i = int(np.argmax(bad))
+                    first = (start + i, int(t[i]), int(before[i]))
+                count += int(bad.sum())
+            latest = max(latest, int(t.max()))
+        if first is None:
+            return None
+        return first[0], count, first[1], first[2], latest
+
+    def _backwards_error(self, wrap_checked: bool = False) -> RecordingError:
+        """The error for timestamps that go backwards, from :meth:`_scan_backwards` (scanned here if needed)."""
+        if self._backwards is None:
+            self._backwards = self._scan_backwards()
+        assert self._backwards is not None
+        index, count, value, latest, _ = self._backwards
+        why = (f"the file ends below its first timestamp ({int(self._records['t'][-1])} < "
+               f"{int(self._records['t'][0])} µs) but is no 2**32 µs wrap (t does not continue after adding 2**32): "
+               "a zeroed or corrupt tail? " if wrap_checked else "")
+        return RecordingError(
+            f"{self.path}: timestamps decrease at event {index} ({latest} -> {value} µs) and {count} of the "
+            f"{self.num_events - index} events from there on lie before an earlier event; {why}expected time-ordered "
+            "events (--on-bad-events drop / on_bad_events='drop' drops and counts them)"
+        )
+
+    def time_range(self) -> tuple[int, int] | None:
+        """First and last timestamp (µs) of the events the reader yields, read without streaming; the last one is
+        the largest timestamp when a backwards tail is dropped (``None`` for an empty file)."""
+        self._ensure_open()
+        if self.num_events == 0:
+            return None
+        if self._backwards is not None:
+            return int(self._read_t(0, 1)[0]), self._backwards[4]
+        return super().time_range()
 
     def _read_t(self, start: int, stop: int) -> np.ndarray:
         """Unwrapped timestamps ``t[start:stop]`` as ``int64`` µs (reads only those records)."""
@@ -165,13 +236,23 @@ class DatReader(IndexedEventReader):
         return t
 
     def _decode(self, start: int, stop: int, previous_t_us: int | None) -> Events:
-        """Decode records ``[start, stop)`` into checked :class:`Events`."""
+        """Decode records ``[start, stop)`` into checked :class:`Events`.
+
+        Raises:
+            RecordingError: (policy ``error``) an event out of range, or timestamps that decrease (names the first
+                index in the file and how many events are stamped before an earlier one).
+        """
         word = np.array(self._records["word"][start:stop])
+        t = self._read_t(start, stop)
+        if self.bad_events is None and len(t):
+            backwards = (previous_t_us is not None and int(t[0]) < previous_t_us) or bool((np.diff(t) < 0).any())
+            if backwards:
+                raise self._backwards_error()
         return checked_events(
             self.path,
             x=word & _COORD_MASK,
             y=(word >> 14) & _COORD_MASK,
-            t=self._read_t(start, stop),
+            t=t,
             p=word >> 28,
             width=self.width,
             height=self.height,
