@@ -30,6 +30,7 @@ test: venv
 	$(PY) -m pytest tests
 
 test-fast: venv
+	tests/require_servers.sh
 	$(PY) -m pytest tests -m "not slow"
 
 compile-pipelines: venv

@@ -7,11 +7,14 @@ body exists once. Parameters of the built pipeline (all overridable at submissio
 - ``overrides``: Hydra overrides appended to ``+experiment=<name>`` (e.g. ``["profile=local"]``);
 - ``recordings``: raw recordings for the detect step;
 - ``store_uri``: where checkpoints, ``experiment_results.json`` and detections are copied (empty: none);
-- ``run_id``: the run's id (empty: the training start time);
+- ``run_id``: the run's id (empty: the pipeline run's id, ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``; a run_id whose run
+  exists in the store is refused by ``evdet-train``);
 - ``class_names``: names of the raw label ids (``evdet-data preprocess --class-names``); default: the
   experiment's ``dataset.class_names``, read from its Hydra config when the pipeline is built;
 - ``preprocess_args``: extra ``evdet-data preprocess`` options (e.g. ``["--on-bad-events", "drop"]``);
-- ``eval_split``: split evaluated after training.
+- ``eval_split``: split evaluated after training;
+- ``metrics_addr``: where the training exporter listens (``0.0.0.0`` in a cluster, so Prometheus scrapes the pod;
+  ``127.0.0.1`` on a laptop).
 """
 
 from kfp import dsl, kubernetes
@@ -73,6 +76,7 @@ LOCAL_DEFAULTS = {
     "class_names": "etram",
     "preprocess_args": [],
     "eval_split": "test",
+    "metrics_addr": "127.0.0.1",
 }
 
 
@@ -96,6 +100,7 @@ def build_pipeline(experiment: str, pipeline_name: str, description: str):
         class_names: str = default_class_names,
         preprocess_args: list = [],  # noqa: B006
         eval_split: str = "test",
+        metrics_addr: str = "0.0.0.0",
     ):
         shards = preprocess(raw_data_uri=raw_data_uri, class_names=class_names,
                             preprocess_args=preprocess_args).set_display_name("preprocess")
@@ -104,8 +109,10 @@ def build_pipeline(experiment: str, pipeline_name: str, description: str):
             experiment=experiment,
             overrides=overrides,
             run_id=run_id,
+            pipeline_job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             store_uri=store_uri,
             shards=shards.outputs["shards"],
+            metrics_addr=metrics_addr,
         ).set_display_name("train")
         _gpu_training(_storage_access(trained))
         evaluated = evaluate(

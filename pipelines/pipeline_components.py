@@ -43,9 +43,14 @@ def train(
     store_uri: str,
     shards: Input[Dataset],
     model: Output[Model],
+    pipeline_job_id: str = "",
+    metrics_addr: str = "0.0.0.0",
 ) -> str:
     """``evdet-train +experiment=...`` on the shards; the run directory (checkpoints, config, run.json) is the
-    Model artifact, and checkpoints are copied to the store when ``store_uri`` is set."""
+    Model artifact, and checkpoints are copied to the store when ``store_uri`` is set. The run_id is ``run_id`` when
+    given, else ``pipeline_job_id`` (the pipeline run's id, ``dsl.PIPELINE_JOB_ID_PLACEHOLDER``): always explicit, so
+    the store's run is this pipeline run's and never another's. ``metrics_addr`` is where the Prometheus exporter
+    listens: all interfaces in a pod scraped by the cluster's Prometheus, loopback on a laptop (kfp.local)."""
     import json
     import os
     import subprocess
@@ -55,10 +60,11 @@ def train(
         f"+experiment={experiment}",
         f"dataset.path={shards.path}",
         f"output.dir={model.path}",
+        f"metrics.addr={metrics_addr}",
         *[str(o) for o in overrides],
     ]
-    if run_id:
-        cmd.append(f"run_id={run_id}")
+    if run_id or pipeline_job_id:
+        cmd.append(f"run_id={run_id or pipeline_job_id}")
     if store_uri:
         cmd.append(f"output.store={store_uri}")
     subprocess.run(cmd, check=True)

@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         class_names=LOCAL_DEFAULTS["class_names"],
         preprocess_args=LOCAL_DEFAULTS["preprocess_args"],
         eval_split=LOCAL_DEFAULTS["eval_split"],
+        metrics_addr=LOCAL_DEFAULTS["metrics_addr"],
     )
     print_summary(store, module.EXPERIMENT, run_id, time.monotonic() - start)
     return 0

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = [ROOT / ".ci" / "run", ROOT / "Makefile", ROOT / "tests" / "require_servers.sh",

@@ -480,7 +480,7 @@ def test_bucket_job_creates_a_bucket_scoped_user(built, tmp_path):
     assert sorted(statement["Resource"]) == ["arn:aws:s3:::evdet", "arn:aws:s3:::evdet/*"]
     log = calls.read_text().splitlines()
     assert log[0].startswith("alias set root http://minio:9000 root-user ")
-    assert f"admin user add root app-user app-secret-0123456789" in log
+    assert "admin user add root app-user app-secret-0123456789" in log
     assert f"admin policy attach root {env_values['POLICY']} --user app-user" in log
     same = subprocess.run(["/bin/sh", "-ec", stub + script], env={**env, "MINIO_ACCESS_KEY": "root-user"},
                           capture_output=True, text=True, timeout=30)

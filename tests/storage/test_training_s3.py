@@ -1,6 +1,7 @@
 """Training against the real S3 gateway: shards from the bucket, checkpoints uploaded while training runs, resume=auto
 from the bucket, ckpt_path / predict with s3:// checkpoints, and the background uploader on its own."""
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -59,7 +60,7 @@ def s3_run(s3_server, tiny_shards, tmp_path_factory):
             with pytest.raises(Preempted):
                 train.run_training(_config(f"dataset.path=s3://{bucket}/data/shards", f"output.dir={out}",
                                            f"output.store=s3://{bucket}/runs", "run_id=first",
-                                           "training.max_steps=8"))
+                                           "training.max_steps=8", "checkpoint.every_n_steps=3"))
         finally:
             train.CheckpointUploader = original
         yield {"out": out, "bucket": bucket, "while_training": seen_while_training[0]}
@@ -83,9 +84,12 @@ def test_checkpoints_uploaded_while_training_with_team_names(s3_run, s3_env, tmp
     assert f"{prefix}/config.yaml" in keys  # uploaded on the interruption too
     # the step-3 validation checkpoint reached the bucket while the run was still training
     assert any("/checkpoints/epoch=000-step=3-" in k for k in s3_run["while_training"]), s3_run["while_training"]
-    last = torch.load(store.get_file(f"{prefix}/checkpoints/last.ckpt", tmp_path / "l.ckpt"), weights_only=False)
-    local_last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
-    assert last["global_step"] == local_last["global_step"] >= 3  # the bucket holds what Lightning wrote last
+    last = torch.load(store.get_file(f"{prefix}/checkpoints/last.ckpt", tmp_path / "l.ckpt"), weights_only=True)
+    local_last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == local_last["global_step"] == 6  # the interval checkpoint before the failure
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "failed" and "evicted" in run["error"] and run["last_checkpoint_step"] == 6
+    assert f"{prefix}/run.json" in keys and f"{prefix}/metrics.csv" in keys  # the failed run's record, in the bucket
     assert not (out / ".upload-staging").exists()  # staged copies removed once confirmed
     assert (out / "checkpoints" / "last.ckpt").is_file()  # local checkpoints stay where Lightning wrote them
     assert "s3://" in (out / "config.yaml").read_text()  # the config records the bucket, not the cache path
@@ -104,34 +108,36 @@ def test_resume_auto_continues_the_newest_run_from_the_bucket(s3_run, s3_env, tm
     assert summary["resumed_from"].endswith("first/checkpoints/last.ckpt")
     assert summary["store_uri"] == f"s3://{bucket}/runs/experiments/{EXPERIMENT}/first"
     last = torch.load(S3Store(bucket, "runs").get_file(f"experiments/{EXPERIMENT}/first/checkpoints/last.ckpt",
-                                                        tmp_path / "last.ckpt"), weights_only=False)
-    assert last["global_step"] >= 6 and last["optimizer_states"] and last["lr_schedulers"]  # written after resume
+                                                        tmp_path / "last.ckpt"), weights_only=True)
+    assert last["global_step"] == 8 and last["optimizer_states"] and last["lr_schedulers"]  # written after resume
+    assert summary["status"] == "completed" and summary["resumed_from_step"] == 6
     assert "continuing run first" in caplog.text and SECRET_KEY not in caplog.text
 
 
 def test_resume_auto_without_checkpoint_starts_fresh_and_bad_values(s3_run, s3_env, tmp_path, caplog):
-    from evdet.model.train import _resume_checkpoint
+    from evdet.model.train import _resume_plan
 
     caplog.set_level(logging.INFO)
     cfg = _config(f"output.store=s3://{s3_run['bucket']}/runs", "resume=auto", "run_id=never-ran",
                   f"output.dir={tmp_path}")
-    assert _resume_checkpoint(cfg, run_id_given=True) is None
+    plan = _resume_plan(cfg, run_id_given=True)
+    assert plan.path is None and plan.resume
     assert "starting fresh" in caplog.text and "never-ran" in caplog.text
     with pytest.raises(ValueError, match="resume='sometimes'"):
-        _resume_checkpoint(_config("resume=sometimes"), run_id_given=True)
+        _resume_plan(_config("resume=sometimes"), run_id_given=True)
     with pytest.raises(ValueError, match="output.store"):
-        _resume_checkpoint(_config("resume=auto"), run_id_given=True)
+        _resume_plan(_config("resume=auto"), run_id_given=True)
 
 
 def test_predict_and_ckpt_path_with_an_s3_checkpoint(s3_run, s3_env, tiny_shards, tmp_path):
-    from evdet.model.train import _resume_checkpoint
+    from evdet.model.train import _resume_plan
 
     uri = f"s3://{s3_run['bucket']}/runs/experiments/{EXPERIMENT}/first/checkpoints/last.ckpt"
     report = predict_shards(uri, tiny_shards / "test", tmp_path / "dets")
     assert report["sequences"] == 1 and list((tmp_path / "dets").glob("*.npy"))
     module, config = load_module(Path(uri))  # what argparse type=Path makes of the URI ("s3:/bucket/...")
     assert config["experiment_name"] == EXPERIMENT and not module.training
-    local = _resume_checkpoint(_config(f"ckpt_path={uri}"), run_id_given=True)
+    local = _resume_plan(_config(f"ckpt_path={uri}"), run_id_given=True).path
     assert Path(local).is_file() and str(local).startswith(str(tmp_path / "cache"))
 
 
@@ -156,6 +162,6 @@ def test_uploader_deletes_removed_topk_and_reports_failures(s3_env, tmp_path):
     assert store.stat("experiments/exp/r1/checkpoints/last.ckpt").size == 12
 
     broken = CheckpointUploader(S3Store("no-such-bucket", retries=0), "exp", "r2", ckpts)
-    failures = broken.finish(10)
+    failures = broken.finish(10, attempts=2)
     assert failures and all(f.kept is not None and f.kept.is_file() for f in failures)  # local copies kept
     assert "no-such-bucket" in failures[0].error and SECRET_KEY not in failures[0].error

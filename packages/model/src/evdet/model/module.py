@@ -19,7 +19,7 @@ from evdet.model.detections import DetectionCollector
 from evdet.model.detector import LstmStates, build_detector
 from evdet.model.recurrence import detach_states, run_sequence
 
-__all__ = ["DetectionModule"]
+__all__ = ["DetectionModule", "plain_data"]
 
 LOSS_KEYS = ("loss", "loss_iou", "loss_obj", "loss_cls", "loss_l1", "loss_main", "loss_aux")
 """Loss-dict entries logged as ``train/<key>`` when present (``loss_main`` / ``loss_aux``: ABC head only)."""
@@ -38,6 +38,10 @@ class DetectionModule(L.LightningModule):
 
     def __init__(self, config: dict[str, Any], eval_info: dict[str, Any] | None = None) -> None:
         super().__init__()
+        # Plain data only (dicts, lists, str, numbers, bool, None), so a checkpoint holds nothing but tensors and plain
+        # containers and loads with torch.load(weights_only=True) (evdet.model.checkpoint.read_checkpoint).
+        config = plain_data(config, "config")
+        eval_info = plain_data(eval_info, "eval_info")
         self.save_hyperparameters({"config": config, "eval_info": eval_info})
         self.config = config
         self.eval_info = eval_info
@@ -140,6 +144,40 @@ class DetectionModule(L.LightningModule):
             cycle_momentum=False,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def plain_data(value: Any, where: str = "value") -> Any:
+    """A copy of ``value`` made of plain data only: dicts with string keys, lists, str, int, float, bool and None.
+
+    Tuples become lists, ``pathlib`` paths strings, numpy scalars and 0-d arrays Python numbers, OmegaConf containers
+    plain containers. This is what the module stores as hyper-parameters, so that checkpoints load with
+    ``torch.load(weights_only=True)``.
+
+    Raises:
+        TypeError: any other object (names where in ``value`` it is, e.g. ``config.dataset.path``, and its type).
+    """
+    from pathlib import PurePath
+
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, (DictConfig, ListConfig)):
+            value = OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        pass
+    if isinstance(value, dict):
+        return {str(k): plain_data(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, PurePath):
+        return str(value)
+    item = getattr(value, "item", None)  # numpy scalars, 0-d numpy arrays and torch tensors
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return plain_data(item(), where)
+    raise TypeError(f"{where}: {type(value).__module__}.{type(value).__qualname__} is not plain data (expected "
+                    "dict, list, str, int, float, bool or None)")
 
 
 def _evaluation(dataset_cfg: dict) -> dict:
