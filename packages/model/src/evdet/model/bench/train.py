@@ -12,24 +12,24 @@ Example: ``evdet-bench train +experiment=plain_lstm_640x360_baseline --device cu
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import sys
 import time
 from contextlib import nullcontext
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
-from evdet.model.config import ConfigError, compose_checked, to_container
+from evdet.model.bench.flags import BENCH_PRECISIONS, int_at_least, precision
+from evdet.model.config import compose_checked, to_container
 from evdet.model.datamodule import dataset_classes
 from evdet.model.detector import build_detector
 from evdet.model.recurrence import detach_states, run_sequence
 
-__all__ = ["benchmark_training", "synthetic_batch", "main", "BENCH_PRECISIONS", "check_device"]
+__all__ = ["ACCEPTS_OVERRIDES", "BENCH_PRECISIONS", "HELP", "add_arguments", "benchmark_training", "check_device",
+           "run", "synthetic_batch"]
 
-#: ``--precision`` values: Lightning strings the benchmark maps to an autocast dtype (or none).
-BENCH_PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed")
+HELP = "training throughput of an experiment config"
+ACCEPTS_OVERRIDES = True
 
 
 def synthetic_batch(
@@ -153,34 +153,6 @@ def benchmark_training(
     }
 
 
-class _UsageError(Exception):
-    """A flag error: raised instead of argparse's usage text and exit, so every error is one stderr line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # noqa: D102 (argparse hook)
-        raise _UsageError(message)
-
-
-def _int_at_least(low: int, what: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < low:
-            raise argparse.ArgumentTypeError(f"expected {what} (an integer >= {low}), got {text!r}")
-        return value
-
-    return parse
-
-
-def _precision(text: str) -> str:
-    if text not in BENCH_PRECISIONS:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(BENCH_PRECISIONS)}, got {text!r}")
-    return text
-
-
 def check_device(device: str) -> str:
     """Validate ``--device``: ``cpu``, ``cuda`` or ``cuda:N`` with a CUDA device N on this machine.
 
@@ -200,49 +172,34 @@ def check_device(device: str) -> str:
     return device
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: ``evdet-bench train [hydra overrides] --device D --batch B --steps N``.
 
-    Returns:
-        0 after printing the JSON line; 2 for a flag error (names the flag and what is expected), a config error
-        (:func:`evdet.model.config.compose_checked`; names the key) or an invalid benchmark setting, each one line
-        ``evdet-bench: error: ...`` on stderr.
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``evdet-bench train`` (Hydra overrides of the experiment config follow them)."""
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--batch", type=int_at_least(1, "sequences per step"), default=None,
+                        help="sequences per step (default: batch_size.train)")
+    parser.add_argument("--steps", type=int_at_least(1, "a number of timed steps"), default=20,
+                        help="timed steps (default 20)")
+    parser.add_argument("--warmup", type=int_at_least(0, "a number of warm-up steps"), default=3,
+                        help="untimed warm-up steps (default 3)")
+    parser.add_argument("--precision", type=precision, default=None,
+                        help="32-true | 16-mixed | bf16-mixed (default: the config's)")
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
+    """Compose the config from ``overrides`` and run :func:`benchmark_training` with the flags of ``args``.
+
+    Raises:
+        ValueError: bad ``--device`` or precision; :class:`evdet.model.config.ConfigError` for a config mistake.
     """
-    parser = _Parser(prog="evdet-bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", metavar="train", required=True, parser_class=_Parser)
-    train = sub.add_parser("train", help="training throughput of an experiment config")
-    train.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                       help="cpu, cuda or cuda:N (default: cuda when available)")
-    train.add_argument("--batch", type=_int_at_least(1, "sequences per step"), default=None,
-                       help="sequences per step (default: batch_size.train)")
-    train.add_argument("--steps", type=_int_at_least(1, "a number of timed steps"), default=20,
-                       help="timed steps (default 20)")
-    train.add_argument("--warmup", type=_int_at_least(0, "a number of warm-up steps"), default=3,
-                       help="untimed warm-up steps (default 3)")
-    train.add_argument("--precision", type=_precision, default=None,
-                       help="32-true | 16-mixed | bf16-mixed (default: the config's)")
-    try:
-        args, overrides = parser.parse_known_args(argv)
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise _UsageError(f"unrecognised arguments {' '.join(bad)}; expected the flags --device, --batch, "
-                              "--steps, --warmup, --precision or Hydra overrides key=value")
-        device = check_device(args.device)
-        config = to_container(compose_checked(overrides, for_training=False))
-        precision = args.precision
-        if precision is None and not device.startswith("cuda") and str(config["hardware"]["precision"]).startswith("16"):
-            precision = "32-true"  # fp16 autocast is a GPU feature; on the CPU the benchmark reports fp32
-        result = benchmark_training(
-            config, device=device, batch=args.batch or int(config["batch_size"]["train"]),
-            steps=args.steps, warmup=args.warmup, precision=precision,
-        )
-    except (_UsageError, ConfigError, ValueError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"evdet-bench: error: {message}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    device = check_device(args.device)
+    config = to_container(compose_checked(overrides, for_training=False))
+    chosen = args.precision
+    if chosen is None and not device.startswith("cuda") and str(config["hardware"]["precision"]).startswith("16"):
+        chosen = "32-true"  # fp16 autocast is a GPU feature; on the CPU the benchmark reports fp32
+    return benchmark_training(
+        config, device=device, batch=args.batch or int(config["batch_size"]["train"]),
+        steps=args.steps, warmup=args.warmup, precision=chosen,
+    )
