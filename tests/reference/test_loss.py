@@ -62,21 +62,24 @@ def _batch(forward: dict, loss: dict) -> dict:
 def loss_run(manifest: dict, reference_model, load_npz) -> dict:
     forward, ref = load_npz(FORWARD), load_npz(LOSS)
     model = reference_model().train()
-    assignments = []
-    original = yolox_loss.simota_assign
+    batches = []
+    original = yolox_loss.simota_assign_batch
 
     def recording(*args, **kwargs):
         result = original(*args, **kwargs)
-        assignments.append(result)
+        batches.append(result)
         return result
 
-    yolox_loss.simota_assign = recording
+    yolox_loss.simota_assign_batch = recording
     try:
         frames, _ = run_sequence(model, _batch(forward, ref), None)
         losses = model.loss(frames.features, frames.targets)
     finally:
-        yolox_loss.simota_assign = original
+        yolox_loss.simota_assign_batch = original
     losses["loss"].backward()
+    assert len(batches) == 1, "the loss assigns all frames of the batch in one call"
+    # per frame with boxes, in the form of the per-image assignment
+    assignments = [batches[0].frame(f) for f, t in enumerate(frames.targets) if t.shape[0] > 0]
     return {"model": model, "frames": frames, "losses": losses, "assignments": assignments}
 
 

@@ -54,6 +54,19 @@ class DetectionModule(L.LightningModule):
         self._collector: DetectionCollector | None = None
 
     # ----------------------------------------------------------------------------------------------- training
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move only the stacked histograms (uint8 ``(B, L, C, H, W)``) of a batch dict to ``device``.
+
+        Labels, masks and timestamps stay on the host: :func:`evdet.model.recurrence.run_sequence` selects the
+        labelled windows with them and the loss pads the labels into one tensor that it copies to the device once,
+        so neither waits for the device. Other batch types go through Lightning's default transfer.
+        """
+        if not isinstance(batch, dict) or "representation" not in batch:
+            return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        moved = dict(batch)
+        moved["representation"] = batch["representation"].to(device, non_blocking=True)
+        return moved
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         """One truncated-BPTT step over ``batch`` (B sequences x L windows); returns the total loss."""
         frames, states = run_sequence(self.model, batch, self._train_states)
@@ -68,9 +81,10 @@ class DetectionModule(L.LightningModule):
         for key in LOSS_KEYS:
             if key in losses:
                 self.log(f"train/{key}", losses[key].detach(), prog_bar=key == "loss", batch_size=bsz)
-        self.log("train/num_fg", float(losses.get("num_fg", 0.0)), batch_size=bsz)
+        # tensors, not floats: logging converts them only when a logger writes, so the step does not wait for the GPU
+        self.log("train/num_fg", losses["num_fg"].detach(), batch_size=bsz)
         if "num_fg_aux" in losses:
-            self.log("train/num_fg_aux", float(losses["num_fg_aux"]), batch_size=bsz)
+            self.log("train/num_fg_aux", losses["num_fg_aux"].detach(), batch_size=bsz)
         return losses["loss"]
 
     def on_train_epoch_start(self) -> None:

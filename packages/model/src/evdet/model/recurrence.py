@@ -49,7 +49,8 @@ class LabelledFrames:
 
     Attributes:
         features: per stage ``(N, C_s, h_s, w_s)`` float, N = number of labelled, non-padded windows.
-        targets: N float tensors ``(n_i, 5)``: ``[class_id, x, y, w, h]`` (px, top-left).
+        targets: N float32 tensors ``(n_i, 5)`` on the host: ``[class_id, x, y, w, h]`` (px, top-left); the loss
+            pads them and moves them to the device in one copy (:func:`evdet.model.yolox_loss.pad_targets`).
         batch_index: long ``(N,)`` batch slot of each frame.
         time_index: long ``(N,)`` position in the sequence (0..L-1).
         label_t_us: int64 ``(N,)`` label timestamp (µs).
@@ -85,7 +86,10 @@ def run_sequence(
     bsz, seq_len = frames.shape[:2]
     device = next(model.parameters()).device
     states = reset_states(states, batch["is_first_sample"].to(device), bsz)
-    use = batch["has_label"] & ~batch["is_padded"].view(-1, 1)
+    # Which windows are labelled is decided on the host (the masks and labels stay there, see
+    # RVTModule.transfer_batch_to_device), so gathering the labelled frames never waits for the device.
+    use = (batch["has_label"] & ~batch["is_padded"].view(-1, 1)).cpu()
+    pin = device.type == "cuda"
     per_stage: dict[int, list[torch.Tensor]] = {s: [] for s in model.in_stages}
     targets: list[torch.Tensor] = []
     b_idx: list[torch.Tensor] = []
@@ -96,11 +100,11 @@ def run_sequence(
         slots = torch.nonzero(use[:, t], as_tuple=False).flatten()
         if slots.numel() == 0:
             continue
-        slots_dev = slots.to(device)
+        slots_dev = (slots.pin_memory() if pin else slots).to(device, non_blocking=True)
         for s in model.in_stages:
             per_stage[s].append(features[s].index_select(0, slots_dev))
         for b in slots.tolist():
-            targets.append(batch["labels"][t][b].to(device=device, dtype=torch.float32))
+            targets.append(batch["labels"][t][b].to(device="cpu", dtype=torch.float32))
         b_idx.append(slots)
         t_idx.append(torch.full_like(slots, t))
     if targets:

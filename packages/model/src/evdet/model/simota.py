@@ -29,6 +29,20 @@ The rule here is the one of RVT's YOLOX head (github.com/uzh-rpg/RVT @ b80f568,
 
 All arithmetic follows the reference's float32 operations in the same order, so that on the same inputs and device
 the costs, and through them the assignments, agree bit for bit, including pairs exactly on the 1.5-stride boundary.
+
+Two implementations of the same rule:
+
+* :func:`simota_assign_batch` (used in training): all N frames of a batch (L x B labelled windows) at once on padded
+  gt tensors with a validity mask: costs for every (frame, gt, anchor) triple, non-candidates and padding set to
+  ``+inf``, dynamic k from one batched top-k, the k lowest costs from one batched top-k of the largest possible k
+  (:data:`CANDIDATE_TOPK`), no Python loop over frames or gts and no host synchronisation (no ``.item()``,
+  ``.nonzero()``, ``.tolist()``);
+* :func:`simota_assign` (one image, the reference's own structure: candidates gathered with ``nonzero``, one top-k
+  per gt): the oracle the batched version is tested against on the reference fixtures and on random frame sets.
+
+Both give the same positives, matched gts, classes and IoUs; the costs agree to the last bit except where torch's
+vectorised and scalar ``log`` round differently (1 ulp), which changes an assignment only if two candidates' costs
+are within 1 ulp of each other.
 """
 
 from __future__ import annotations
@@ -40,6 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "BatchAssignment",
     "CANDIDATE_TOPK",
     "CENTER_RADIUS",
     "IOU_COST_EPS",
@@ -51,6 +66,7 @@ __all__ = [
     "geometry_constraint",
     "pairwise_iou",
     "simota_assign",
+    "simota_assign_batch",
 ]
 
 CENTER_RADIUS = 1.5
@@ -301,3 +317,210 @@ def _check_shapes(
             f"simota_assign gt_classes: expected class ids in [0, {num_classes}), got "
             f"min {int(gt_classes.min())}, max {int(gt_classes.max())}"
         )
+
+
+class BatchAssignment(NamedTuple):
+    """Result of :func:`simota_assign_batch` for N frames with A anchors each (padded to G gts per frame).
+
+    Attributes:
+        fg_mask: bool ``(N, A)``, True for positive (foreground) anchors.
+        matched_gt_index: int64 ``(N, A)``, index into the frame's gts of each positive anchor (0 elsewhere).
+        matched_iou: float32 ``(N, A)``, IoU between each positive anchor's predicted box and its gt (0 elsewhere).
+        matched_class: int64 ``(N, A)``, class id of each positive anchor's gt (0 elsewhere).
+        num_fg: int64 0-dim tensor on the inputs' device, positives over all frames (not synchronised to the host).
+    """
+
+    fg_mask: Tensor
+    matched_gt_index: Tensor
+    matched_iou: Tensor
+    matched_class: Tensor
+    num_fg: Tensor
+
+    def frame(self, index: int) -> SimOTAAssignment:
+        """The assignment of frame ``index`` in the per-image form of :func:`simota_assign` (synchronises; for tests
+        and inspection, not for the training step)."""
+        fg = self.fg_mask[index]
+        return SimOTAAssignment(
+            fg_mask=fg,
+            matched_gt_index=self.matched_gt_index[index][fg],
+            matched_iou=self.matched_iou[index][fg],
+            matched_class=self.matched_class[index][fg],
+            num_fg=int(fg.sum()),
+        )
+
+
+def class_cost_table(cls_logits: Tensor, obj_logits: Tensor) -> Tensor:
+    """Class cost of every anchor for every possible gt class, as :func:`classification_cost` computes it per pair.
+
+    ``table[n, a, k] = sum_c BCE(p_nac, [c == k])`` with ``p = sqrt(sigmoid(cls) * sigmoid(obj))``: the C terms of
+    each sum are the same float32 values as in :func:`classification_cost` (``F.binary_cross_entropy`` of the same
+    probabilities against 0 and against 1) and are summed over a contiguous last dimension of size C, as there, so
+    ``table[n, a, class_g]`` equals the per-pair cost bit for bit. Memory: ``N * A * C * C`` floats (the pairwise
+    form needs ``N * G * A * C``, which is larger as soon as G > C).
+
+    Args:
+        cls_logits: float ``(N, A, C)`` class logits.
+        obj_logits: float ``(N, A)`` objectness logits.
+
+    Returns:
+        float32 ``(N, A, C)``: cost (nats) of assigning anchor a of frame n to a gt of class k.
+    """
+    num_classes = cls_logits.shape[-1]
+    with torch.autocast(device_type=cls_logits.device.type, enabled=False):
+        prob = (cls_logits.float().sigmoid() * obj_logits.float().sigmoid().unsqueeze(-1)).sqrt()  # (N, A, C)
+        if_negative = F.binary_cross_entropy(prob, torch.zeros_like(prob), reduction="none")
+        if_positive = F.binary_cross_entropy(prob, torch.ones_like(prob), reduction="none")
+        is_class = torch.eye(num_classes, dtype=torch.bool, device=prob.device)  # (K, C): c == k
+        terms = torch.where(is_class, if_positive.unsqueeze(2), if_negative.unsqueeze(2))  # (N, A, K, C)
+    return terms.sum(-1)
+
+
+@torch.no_grad()
+def simota_assign_batch(
+    anchor_centers: Tensor,
+    anchor_strides: Tensor,
+    pred_boxes: Tensor,
+    cls_logits: Tensor,
+    obj_logits: Tensor,
+    gt_boxes: Tensor,
+    gt_classes: Tensor,
+    gt_valid: Tensor,
+    center_radius: float = CENTER_RADIUS,
+    iou_weight: float = IOU_COST_WEIGHT,
+    candidate_topk: int = CANDIDATE_TOPK,
+) -> BatchAssignment:
+    """SimOTA (RVT's rule, module docstring) for N frames at once, without host synchronisation.
+
+    Per frame the result equals :func:`simota_assign` on that frame's valid gts (tested on the reference fixtures
+    and on random frame sets). How the per-frame steps map onto batched tensors:
+
+    * candidates: anchors near at least one VALID gt of the frame; costs of non-candidates and of padded gts are
+      ``+inf``, their IoUs count as 0 for dynamic k;
+    * dynamic k: ``max(1, int(sum of the top-min(candidate_topk, A) IoUs))`` (the extra IoUs of frames with fewer
+      candidates are the zeros of non-candidates, which do not change the sum); 0 for padded gts;
+    * selection: one ``topk(min(candidate_topk, A), largest=False)`` of each gt's costs, of which the first k are
+      kept (k <= candidate_topk because every IoU is <= 1, and k <= the number of candidates for the same reason);
+    * anchors claimed by several gts go to the gt of lowest cost (``torch.min`` over the gt dimension, as the
+      reference).
+
+    Args:
+        anchor_centers: float ``(A, 2)`` anchor points ``(x, y)`` px, ``(grid + 0.5) * stride``.
+        anchor_strides: float ``(A,)`` stride per anchor, px.
+        pred_boxes: float ``(N, A, 4)`` decoded predicted boxes ``[cx, cy, w, h]`` px.
+        cls_logits: float ``(N, A, C)`` class logits.
+        obj_logits: float ``(N, A)`` objectness logits.
+        gt_boxes: float ``(N, G, 4)`` gt boxes ``[cx, cy, w, h]`` px (w, h > 0 where valid; anything finite where
+            padded); G may be 0.
+        gt_classes: int ``(N, G)`` class ids in ``[0, C)`` where valid (any id in range where padded).
+        gt_valid: bool ``(N, G)``, False for padding.
+        center_radius: candidate half-size in strides (:data:`CENTER_RADIUS`, 1.5).
+        iou_weight: weight of the ``-log IoU`` cost (:data:`IOU_COST_WEIGHT`, 3.0).
+        candidate_topk: number of IoUs summed for dynamic k, and the largest k (:data:`CANDIDATE_TOPK`, 10).
+
+    Returns:
+        :class:`BatchAssignment` (float32 IoUs).
+
+    Raises:
+        ValueError: inconsistent shapes (names the argument). Class ids are not range-checked here (that would
+            synchronise); :class:`evdet.model.yolox_loss.YOLOXLoss` checks them on the host before.
+    """
+    num_frames, num_anchors = pred_boxes.shape[:2]
+    _check_batch_shapes(anchor_centers, anchor_strides, pred_boxes, cls_logits, obj_logits, gt_boxes, gt_classes,
+                        gt_valid)
+    device = pred_boxes.device
+    num_gt = gt_boxes.shape[1]
+    if num_gt == 0 or num_anchors == 0:
+        zeros = torch.zeros(num_frames, num_anchors, device=device)
+        return BatchAssignment(zeros.bool(), zeros.long(), zeros, zeros.long(), torch.zeros((), dtype=torch.long,
+                                                                                              device=device))
+    gt_boxes = gt_boxes.float()
+    gt_classes = gt_classes.long()
+    centers = anchor_centers.float()
+    pred = pred_boxes.float()
+
+    # geometry constraint, as geometry_constraint() per frame: (N, G, A)
+    ax = centers[:, 0].view(1, 1, -1)
+    ay = centers[:, 1].view(1, 1, -1)
+    dist = anchor_strides.float().view(1, 1, -1) * center_radius
+    cx = gt_boxes[:, :, 0:1]
+    cy = gt_boxes[:, :, 1:2]
+    near = (
+        ((ax - (cx - dist)) > 0.0)
+        & (((cx + dist) - ax) > 0.0)
+        & ((ay - (cy - dist)) > 0.0)
+        & (((cy + dist) - ay) > 0.0)
+    ) & gt_valid.unsqueeze(2)
+    candidate = near.any(dim=1)  # (N, A)
+    usable = candidate.unsqueeze(1) & gt_valid.unsqueeze(2)  # (N, G, A) pairs the reference computes
+
+    # pairwise IoU, as pairwise_iou() per frame: (N, G, A)
+    top_left = torch.max(gt_boxes[:, :, None, :2] - gt_boxes[:, :, None, 2:] / 2,
+                         (pred[:, :, :2] - pred[:, :, 2:] / 2).unsqueeze(1))
+    bottom_right = torch.min(gt_boxes[:, :, None, :2] + gt_boxes[:, :, None, 2:] / 2,
+                             (pred[:, :, :2] + pred[:, :, 2:] / 2).unsqueeze(1))
+    area_gt = torch.prod(gt_boxes[:, :, 2:], 2)
+    area_pred = torch.prod(pred[:, :, 2:], 2)
+    overlaps = (top_left < bottom_right).to(top_left.dtype).prod(dim=3)
+    inter = torch.prod(bottom_right - top_left, 3) * overlaps
+    ious = inter / (area_gt[:, :, None] + area_pred[:, None, :] - inter)
+    ious = torch.where(usable, ious, torch.zeros((), device=device))
+
+    table = class_cost_table(cls_logits, obj_logits)  # (N, A, C)
+    cls_cost = torch.gather(table.transpose(1, 2), 1, gt_classes.unsqueeze(2).expand(-1, -1, num_anchors))
+    cost = cls_cost + iou_weight * -torch.log(ious + IOU_COST_EPS) + NON_CENTER_PENALTY * (~near)
+    cost = torch.where(usable, cost, torch.full((), float("inf"), device=device))
+
+    kmax = min(candidate_topk, num_anchors)
+    topk_ious, _ = torch.topk(ious, kmax, dim=2)
+    dynamic_k = torch.clamp(topk_ious.sum(2).int(), min=1) * gt_valid  # (N, G), 0 for padding
+    _, lowest = torch.topk(cost, kmax, dim=2, largest=False)  # (N, G, kmax) ascending cost
+    keep = torch.arange(kmax, device=device).view(1, 1, -1) < dynamic_k.unsqueeze(2)
+    matching = torch.zeros_like(usable)
+    matching.scatter_(2, lowest, keep)
+    matching &= usable
+
+    claims = matching.sum(1)  # (N, A)
+    _, best_gt = torch.min(cost, dim=1)  # (N, A) gt of lowest cost over all gts of the frame
+    matched_gt = torch.where(claims > 1, best_gt, matching.to(torch.uint8).argmax(1))
+    fg_mask = claims > 0
+    matched_iou = torch.gather(ious, 1, matched_gt.unsqueeze(1)).squeeze(1)
+    matched_class = torch.gather(gt_classes, 1, matched_gt)
+    zero_long = torch.zeros((), dtype=torch.long, device=device)
+    return BatchAssignment(
+        fg_mask=fg_mask,
+        matched_gt_index=torch.where(fg_mask, matched_gt, zero_long),
+        matched_iou=torch.where(fg_mask, matched_iou, torch.zeros((), device=device)),
+        matched_class=torch.where(fg_mask, matched_class, zero_long),
+        num_fg=fg_mask.sum(),
+    )
+
+
+def _check_batch_shapes(
+    anchor_centers: Tensor,
+    anchor_strides: Tensor,
+    pred_boxes: Tensor,
+    cls_logits: Tensor,
+    obj_logits: Tensor,
+    gt_boxes: Tensor,
+    gt_classes: Tensor,
+    gt_valid: Tensor,
+) -> None:
+    """Raise ValueError naming the first argument of :func:`simota_assign_batch` with an inconsistent shape."""
+    if pred_boxes.dim() != 3 or pred_boxes.shape[2] != 4:
+        raise ValueError(f"simota_assign_batch pred_boxes: expected shape (N, A, 4), got {tuple(pred_boxes.shape)}")
+    n, a = pred_boxes.shape[:2]
+    g = gt_boxes.shape[1] if gt_boxes.dim() == 3 else -1
+    expected = {
+        "anchor_centers": (anchor_centers, (a, 2)),
+        "anchor_strides": (anchor_strides, (a,)),
+        "obj_logits": (obj_logits, (n, a)),
+        "gt_boxes": (gt_boxes, (n, g, 4)),
+        "gt_classes": (gt_classes, (n, g)),
+        "gt_valid": (gt_valid, (n, g)),
+    }
+    for name, (tensor, shape) in expected.items():
+        if tuple(tensor.shape) != shape:
+            shown = tuple("G" if (name.startswith("gt") and i == 1 and s == -1) else s for i, s in enumerate(shape))
+            raise ValueError(f"simota_assign_batch {name}: expected shape {shown}, got {tuple(tensor.shape)}")
+    if cls_logits.dim() != 3 or tuple(cls_logits.shape[:2]) != (n, a):
+        raise ValueError(f"simota_assign_batch cls_logits: expected shape ({n}, {a}, C), got {tuple(cls_logits.shape)}")

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evdet.model.simota import CENTER_RADIUS, simota_assign
+from evdet.model.simota import CENTER_RADIUS, simota_assign_batch
 
 IOU_LOSS_WEIGHT = 5.0
 """Weight of the IoU loss in the total (RVT ``yolo_head.py`` ``get_losses``: ``reg_weight = 5.0``)."""
@@ -99,6 +99,9 @@ def iou_loss(pred_boxes: Tensor, target_boxes: Tensor) -> Tensor:
 def validate_targets(targets: Sequence[Tensor], batch_size: int, num_classes: int) -> None:
     """Check the per-image target tensors of a batch.
 
+    The value checks run once over all boxes of the batch (on the targets' device; the training loop keeps targets on
+    the host, so they cost no device synchronisation), then name the first offending image.
+
     Args:
         targets: ``batch_size`` float tensors ``(n_b, 5)``, rows ``[class_id, x, y, w, h]`` (px, top-left x, y).
         batch_size: expected number of images B.
@@ -114,18 +117,54 @@ def validate_targets(targets: Sequence[Tensor], batch_size: int, num_classes: in
         if not isinstance(t, Tensor) or t.dim() != 2 or t.shape[1] != 5:
             shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
             raise ValueError(f"targets[{b}]: expected a tensor of shape (n, 5) [class_id, x, y, w, h], got {shape}")
-        if t.shape[0] == 0:
-            continue
-        if not torch.isfinite(t).all():
-            raise ValueError(f"targets[{b}]: expected finite values, got NaN or inf")
-        cls = t[:, 0]
-        if (cls != cls.round()).any() or cls.min() < 0 or cls.max() >= num_classes:
-            raise ValueError(
-                f"targets[{b}] class_id: expected integers in [0, {num_classes}), got {cls.tolist()}"
-            )
-        if (t[:, 3] <= 0).any() or (t[:, 4] <= 0).any():
-            raise ValueError(f"targets[{b}] w, h: expected > 0 px, got min w {float(t[:, 3].min())}, "
-                             f"min h {float(t[:, 4].min())}")
+    counts = [t.shape[0] for t in targets]
+    if sum(counts) == 0:
+        return
+    rows = torch.cat([t.detach().float() for t in targets])
+    cls = rows[:, 0]
+    finite = torch.isfinite(rows).all(dim=1)
+    good_class = (cls == cls.round()) & (cls >= 0) & (cls < num_classes)
+    good_size = (rows[:, 3] > 0) & (rows[:, 4] > 0)
+    if bool((finite & good_class & good_size).all()):
+        return
+    image = torch.repeat_interleave(torch.arange(len(targets)), torch.tensor(counts)).to(rows.device)
+    for failed, describe in (
+        (~finite, lambda t: "expected finite values, got NaN or inf"),
+        (~good_class, lambda t: f"class_id: expected integers in [0, {num_classes}), got {t[:, 0].tolist()}"),
+        (~good_size, lambda t: f"w, h: expected > 0 px, got min w {float(t[:, 3].min())}, min h {float(t[:, 4].min())}"),
+    ):
+        if bool(failed.any()):
+            b = int(image[failed][0])
+            raise ValueError(f"targets[{b}] {describe(targets[b])}".replace("] expected", "]: expected"))
+
+
+def pad_targets(targets: Sequence[Tensor], device: torch.device | str) -> tuple[Tensor, Tensor]:
+    """Stack per-image targets into one padded tensor with centre boxes, moved to ``device`` in one copy.
+
+    Args:
+        targets: N float tensors ``(n_i, 5)``, rows ``[class_id, x, y, w, h]`` px with TOP-LEFT x, y.
+        device: where the loss runs.
+
+    Returns:
+        ``(gt, valid)``: float32 ``(N, G, 5)`` rows ``[class_id, cx, cy, w, h]`` px (centres as
+        :func:`xywh_to_cxcywh`, bit-identical to converting each image), ``G = max(1, max n_i)``,
+        padding rows ``[0, 0, 0, 1, 1]``; bool ``(N, G)``, False for padding.
+    """
+    count = len(targets)
+    most = max(1, max((t.shape[0] for t in targets), default=0))  # >= 1 row, so per-anchor gathers have a source
+    gt = torch.zeros(count, most, 5, dtype=torch.float32)
+    gt[:, :, 3:] = 1.0
+    valid = torch.zeros(count, most, dtype=torch.bool)
+    for i, t in enumerate(targets):
+        n = t.shape[0]
+        if n:
+            t = t.detach().to(device="cpu", dtype=torch.float32)
+            gt[i, :n, 0] = t[:, 0]
+            gt[i, :n, 1:] = xywh_to_cxcywh(t[:, 1:5])
+            valid[i, :n] = True
+    if torch.device(device).type == "cuda":  # pinned: the copy does not wait for the kernels queued before it
+        gt, valid = gt.pin_memory(), valid.pin_memory()
+    return gt.to(device, non_blocking=True), valid.to(device, non_blocking=True)
 
 
 class YOLOXLoss:
@@ -199,78 +238,55 @@ class YOLOXLoss:
                 f"{tuple(anchor_grid.shape)} / {tuple(anchor_strides.shape)}"
             )
         validate_targets(targets, batch, self.num_classes)
+        gt, gt_valid = pad_targets(targets, raw.device)  # (N, G, 5) [class, cx, cy, w, h], (N, G)
 
         raw = raw.float()
         pred_boxes = pred_boxes.float()
         obj_logits = raw[..., 4]
         cls_logits = raw[..., 5:]
         anchor_centers = (anchor_grid.float() + 0.5) * anchor_strides.float().unsqueeze(1)
+        gt_boxes = gt[..., 1:5]
+        gt_classes = gt[..., 0].long()
+        assignment = simota_assign_batch(
+            anchor_centers, anchor_strides, pred_boxes.detach(), cls_logits.detach(), obj_logits.detach(),
+            gt_boxes, gt_classes, gt_valid, center_radius=self.center_radius,
+        )
+        fg = assignment.fg_mask  # (B, A)
+        fg_float = fg.float()
+        normaliser = assignment.num_fg.clamp(min=1).float()
+        loss_obj = F.binary_cross_entropy_with_logits(obj_logits, fg_float, reduction="sum") / normaliser
 
-        obj_target = torch.zeros_like(obj_logits)
-        pos_batch: list[Tensor] = []  # image index of each positive
-        pos_anchor: list[Tensor] = []  # anchor index of each positive
-        pos_gt_boxes: list[Tensor] = []  # matched gt [cx, cy, w, h] per positive
-        pos_cls_target: list[Tensor] = []  # IoU-aware one-hot per positive
-        for b, t in enumerate(targets):
-            if t.shape[0] == 0:
-                continue
-            t = t.to(device=raw.device, dtype=torch.float32)
-            gt_boxes = xywh_to_cxcywh(t[:, 1:5])
-            gt_classes = t[:, 0].long()
-            assignment = simota_assign(
-                anchor_centers,
-                anchor_strides,
-                pred_boxes[b].detach(),
-                cls_logits[b].detach(),
-                obj_logits[b].detach(),
-                gt_boxes,
-                gt_classes,
-                center_radius=self.center_radius,
-            )
-            if assignment.num_fg == 0:
-                continue
-            obj_target[b] = assignment.fg_mask.float()
-            anchors = assignment.fg_mask.nonzero().squeeze(1)
-            pos_batch.append(torch.full_like(anchors, b))
-            pos_anchor.append(anchors)
-            pos_gt_boxes.append(gt_boxes[assignment.matched_gt_index])
-            pos_cls_target.append(
-                F.one_hot(assignment.matched_class, self.num_classes).float() * assignment.matched_iou.unsqueeze(1)
-            )
-
-        num_fg_total = sum(int(a.numel()) for a in pos_anchor)
-        normaliser = float(max(num_fg_total, 1))
-        loss_obj = F.binary_cross_entropy_with_logits(obj_logits, obj_target, reduction="sum") / normaliser
-        zero = raw.sum() * 0.0  # keeps the graph connected when there are no positives
-        loss_iou = zero
-        loss_cls = zero
-        loss_l1 = zero
-        if num_fg_total > 0:
-            bi = torch.cat(pos_batch)
-            ai = torch.cat(pos_anchor)
-            gt = torch.cat(pos_gt_boxes)
-            # unreduced per-positive losses, (num_fg,) each
-            iou_per_positive = iou_loss(pred_boxes[bi, ai], gt)
-            cls_per_positive = F.binary_cross_entropy_with_logits(
-                cls_logits[bi, ai], torch.cat(pos_cls_target), reduction="none"
-            ).sum(dim=1)
-            if self.size_weighting is not None:
-                weights = self.size_weighting(gt[:, 2] * gt[:, 3]).to(iou_per_positive.dtype)  # area px²
-                if tuple(weights.shape) != tuple(iou_per_positive.shape):
-                    raise ValueError(
-                        f"size_weighting: expected weights of shape {tuple(iou_per_positive.shape)}, got "
-                        f"{tuple(weights.shape)}"
-                    )
-                iou_per_positive = iou_per_positive * weights
-                cls_per_positive = cls_per_positive * weights
-            loss_iou = iou_per_positive.sum() / normaliser
-            loss_cls = cls_per_positive.sum() / normaliser
-            if self.use_l1:
-                stride = anchor_strides[ai].float().unsqueeze(1)
-                l1_target = torch.cat(
-                    (gt[:, :2] / stride - anchor_grid[ai].float(), torch.log(gt[:, 2:] / stride + 1e-8)), dim=1
+        # Per-anchor terms, kept only for positives. Boxes of the other anchors are replaced by a unit box before
+        # the IoU (torch.where passes no gradient to them), so that no inf/NaN of an unassigned prediction reaches
+        # the sums or the gradients.
+        unit_box = torch.tensor([0.5, 0.5, 1.0, 1.0], device=raw.device)
+        matched_gt = torch.gather(gt_boxes, 1, assignment.matched_gt_index.unsqueeze(2).expand(-1, -1, 4))
+        matched_gt = torch.where(fg.unsqueeze(2), matched_gt, unit_box)
+        pred_pos = torch.where(fg.unsqueeze(2), pred_boxes, unit_box)
+        iou_per_anchor = iou_loss(pred_pos.reshape(-1, 4), matched_gt.reshape(-1, 4)).view(batch, num_anchors)
+        cls_target = F.one_hot(assignment.matched_class, self.num_classes).float() * assignment.matched_iou.unsqueeze(2)
+        cls_per_anchor = F.binary_cross_entropy_with_logits(cls_logits, cls_target, reduction="none").sum(dim=2)
+        if self.size_weighting is not None:
+            areas = (matched_gt[..., 2] * matched_gt[..., 3]).reshape(-1)  # px²
+            weights = self.size_weighting(areas).to(iou_per_anchor.dtype)
+            if tuple(weights.shape) != tuple(areas.shape):
+                raise ValueError(
+                    f"size_weighting: expected weights of shape {tuple(areas.shape)}, got {tuple(weights.shape)}"
                 )
-                loss_l1 = F.l1_loss(raw[bi, ai, :4], l1_target, reduction="sum") / normaliser
+            weights = weights.view(batch, num_anchors)
+            iou_per_anchor = iou_per_anchor * weights
+            cls_per_anchor = cls_per_anchor * weights
+        loss_iou = (iou_per_anchor * fg_float).sum() / normaliser
+        loss_cls = (cls_per_anchor * fg_float).sum() / normaliser
+        loss_l1 = raw.sum() * 0.0
+        if self.use_l1:
+            stride = anchor_strides.float().view(1, -1, 1)
+            l1_target = torch.cat(
+                (matched_gt[..., :2] / stride - anchor_grid.float().unsqueeze(0),
+                 torch.log(matched_gt[..., 2:] / stride + 1e-8)), dim=2
+            )
+            l1_per_anchor = F.l1_loss(raw[..., :4], l1_target, reduction="none").sum(dim=2)
+            loss_l1 = (l1_per_anchor * fg_float).sum() / normaliser
         total = self.iou_loss_weight * loss_iou + loss_obj + loss_cls + loss_l1
         return {
             "loss": total,
@@ -278,5 +294,5 @@ class YOLOXLoss:
             "loss_obj": loss_obj,
             "loss_cls": loss_cls,
             "loss_l1": loss_l1,
-            "num_fg": torch.tensor(float(num_fg_total), device=raw.device),
+            "num_fg": assignment.num_fg.float(),
         }
