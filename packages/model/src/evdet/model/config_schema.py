@@ -145,6 +145,10 @@ def _precision_ok(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, (str, int)) and str(value) in PRECISIONS
 
 
+def _pin_memory_ok(value: Any) -> bool:
+    return isinstance(value, bool) or value == "auto"
+
+
 @dataclass
 class HardwareConfig:
     """``hardware``: where and how Lightning trains."""
@@ -156,6 +160,11 @@ class HardwareConfig:
     strategy: str = rule(nonempty=True, expected="a Lightning strategy name such as auto, ddp or ddp_spawn")
     num_workers: NumWorkersConfig = rule()
     precision: Union[str, int] = rule(check=_precision_ok, expected=f"one of {', '.join(PRECISIONS[:6])}")
+    persistent_workers: bool = rule(optional=True)
+    prefetch_factor: int = rule(optional=True, ge=1)
+    pin_memory: Union[bool, str] = rule(optional=True, check=_pin_memory_ok, expected="true, false or auto")
+    channels_last: bool = rule(optional=True)
+    compile: str = rule(optional=True, choices="evdet.model.acceleration:COMPILE_MODES")
 
 
 @dataclass

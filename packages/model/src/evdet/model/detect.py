@@ -49,6 +49,7 @@ from evdet.data.windows import grid_window_ends, iter_window_events
 from evdet.model.checkpoint import load_module
 from evdet.model.datamodule import dataset_classes
 from evdet.model.detections import detections_to_boxes
+from evdet.model.streaming import StreamingDetector
 
 __all__ = ["check_device", "check_run_flags", "detect_recording", "detect_recordings", "input_scale_factor",
            "output_names", "render_detections", "main"]
@@ -269,7 +270,7 @@ def detect_recording(
         shown_dir = Path(report_dir) if report_dir is not None else Path(output_dir)
         all_boxes: list[np.ndarray] = []
         latencies_ms: list[float] = []
-        states = None
+        streaming = StreamingDetector(model, device, confidence_threshold, nms)
         images: list[str] = []
         windows = iter_window_events(reader.iter_chunks(), grid_window_ends(first_t, window_us), window_us,
                                      reader.width, reader.height, stop_at_stream_end=True)
@@ -278,9 +279,7 @@ def detect_recording(
                 break
             start = time.perf_counter()
             histogram = stacked_histogram(events, t_end, hist)
-            frame = torch.from_numpy(histogram).to(device=device, dtype=torch.float32).unsqueeze(0)
-            features, states = model.forward_backbone(frame, states)
-            dets = model.detect(features, confidence_threshold, nms)[0]
+            dets = streaming.step(histogram)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             latencies_ms.append((time.perf_counter() - start) * 1e3)

@@ -17,6 +17,7 @@ from evdet.eval.prophesee import evaluate_prophesee
 from evdet.model.datamodule import dataset_classes
 from evdet.model.detections import DetectionCollector
 from evdet.model.detector import LstmStates, build_detector
+from evdet.model.acceleration import apply_acceleration, build_adamw
 from evdet.model.recurrence import detach_states, run_sequence
 
 __all__ = ["DetectionModule", "plain_data"]
@@ -54,6 +55,12 @@ class DetectionModule(L.LightningModule):
         self._collector: DetectionCollector | None = None
 
     # ----------------------------------------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        """Before fitting: the speed options of ``hardware`` (channels-last, regional compile;
+        :mod:`evdet.model.acceleration`). Predict, detect and evaluation load the model without them."""
+        if stage == "fit":
+            apply_acceleration(self.model, self.config.get("hardware", {}))
+
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Move only the stacked histograms (uint8 ``(B, L, C, H, W)``) of a batch dict to ``device``.
 
@@ -142,9 +149,8 @@ class DetectionModule(L.LightningModule):
         """AdamW with a one-cycle schedule stepped every optimiser step (RVT Sec. 4.1)."""
         tr = self.config["training"]
         sched = tr["lr_scheduler"]
-        optimizer = torch.optim.AdamW(
-            self.parameters(), lr=float(tr["learning_rate"]), weight_decay=float(tr["weight_decay"])
-        )
+        optimizer = build_adamw(self.parameters(), lr=float(tr["learning_rate"]),
+                                weight_decay=float(tr["weight_decay"]))
         total_steps = max(int(tr["max_steps"]), 4) + 1  # one spare: the last optimiser step must not pass the end
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,

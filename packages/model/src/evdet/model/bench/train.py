@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from evdet.model.acceleration import apply_acceleration, build_adamw
 from evdet.model.bench.flags import BENCH_PRECISIONS, int_at_least, precision
 from evdet.model.config import compose_checked, to_container
 from evdet.model.datamodule import dataset_classes
@@ -30,6 +31,8 @@ __all__ = ["ACCEPTS_OVERRIDES", "BENCH_PRECISIONS", "HELP", "add_arguments", "be
 
 HELP = "training throughput of an experiment config"
 ACCEPTS_OVERRIDES = True
+PHASES = ("backbone", "head_loss", "backward", "optimizer")
+"""Keys of ``phase_ms`` (``--profile``)."""
 
 
 def synthetic_batch(
@@ -70,7 +73,8 @@ def _peak_rss_bytes() -> int:
 
 
 def benchmark_training(
-    config: dict[str, Any], *, device: str, batch: int, steps: int, warmup: int = 3, precision: str | None = None
+    config: dict[str, Any], *, device: str, batch: int, steps: int, warmup: int = 3, precision: str | None = None,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` untimed ones.
 
@@ -81,6 +85,10 @@ def benchmark_training(
         steps: timed steps.
         warmup: untimed steps first (allocator warm-up, cuDNN autotuning).
         precision: ``32-true``, ``16-mixed`` or ``bf16-mixed``; default the config's ``hardware.precision``.
+        profile: after the timed steps, run ``steps`` more with a device synchronisation between phases and add
+            ``phase_ms`` (mean ms per step of ``backbone``: the L recurrent backbone steps; ``head_loss``: PAFPN,
+            head, SimOTA and loss over the labelled frames; ``backward``; ``optimizer``: unscale, gradient clipping,
+            AdamW step, zero_grad). Kept out of ``it_per_s``, whose steps run without those synchronisations.
 
     Raises:
         ValueError: for an unknown precision or a CUDA device on a machine without one (message names it).
@@ -96,8 +104,10 @@ def benchmark_training(
     torch.manual_seed(int(config["seed"]))
     model = build_detector(config["model"], num_classes=int(ds["num_classes"]), in_channels=int(ds["in_channels"]),
                            class_names=list(dataset_classes(ds).class_names))
+    apply_acceleration(model, config["hardware"])
     model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=float(config["training"]["learning_rate"]))
+    optimizer = build_adamw(model.parameters(), lr=float(config["training"]["learning_rate"]),
+                            weight_decay=float(config["training"]["weight_decay"]))
     amp_dtype = dtypes[precision]
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype is torch.float16)
@@ -110,19 +120,36 @@ def benchmark_training(
         torch.cuda.reset_peak_memory_stats(device)
 
     states = None
+    phase_s = dict.fromkeys(PHASES, 0.0)
 
-    def step() -> None:
+    def mark(phase: str | None, since: float, timed: bool) -> float:
+        """Add the time since ``since`` to ``phase`` (after waiting for the device) when ``timed``; return now."""
+        if not timed:
+            return since
+        if device_type == "cuda":
+            torch.cuda.synchronize(device)
+        now = time.perf_counter()
+        if phase is not None:
+            phase_s[phase] += now - since
+        return now
+
+    def step(timed: bool = False) -> None:
         nonlocal states
         autocast = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+        t = mark(None, 0.0, timed)
         with autocast:
             frames, new_states = run_sequence(model, batch_data, states)
+            t = mark("backbone", t, timed)
             loss = model.loss(frames.features, frames.targets)["loss"]
-        optimizer.zero_grad(set_to_none=True)
+            t = mark("head_loss", t, timed)
         scaler.scale(loss).backward()
+        t = mark("backward", t, timed)
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), float(config["training"]["gradient_clip_val"]))
         scaler.step(optimizer)
         scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        mark("optimizer", t, timed)
         states = detach_states(new_states)
 
     for _ in range(warmup):
@@ -136,6 +163,12 @@ def benchmark_training(
         torch.cuda.synchronize(device)
     elapsed = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) if device_type == "cuda" else _peak_rss_bytes()
+    extra: dict[str, Any] = {}
+    if profile:
+        for _ in range(steps):
+            step(timed=True)
+        extra["phase_ms"] = {k: round(v / steps * 1000.0, 2) for k, v in phase_s.items()}
+    hw = config["hardware"]
     return {
         "experiment": config.get("experiment_name"),
         "it_per_s": round(steps / elapsed, 4),
@@ -150,6 +183,11 @@ def benchmark_training(
         "steps": steps,
         "warmup_steps": warmup,
         "input": [int(ds["in_channels"]), int(ds["height"]), int(ds["width"])],
+        "channels_last": bool(hw.get("channels_last", False)),
+        "compile": str(hw.get("compile", "none")),
+        "checkpoint_stages": bool(config["model"]["backbone"].get("checkpoint_stages", False)),
+        "torch": torch.__version__,
+        **extra,
     }
 
 
@@ -186,6 +224,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="untimed warm-up steps (default 3)")
     parser.add_argument("--precision", type=precision, default=None,
                         help="32-true | 16-mixed | bf16-mixed (default: the config's)")
+    parser.add_argument("--profile", action="store_true",
+                        help="add phase_ms (backbone, head_loss, backward, optimizer) from extra synchronised steps")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
@@ -201,5 +241,5 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
         chosen = "32-true"  # fp16 autocast is a GPU feature; on the CPU the benchmark reports fp32
     return benchmark_training(
         config, device=device, batch=args.batch or int(config["batch_size"]["train"]),
-        steps=args.steps, warmup=args.warmup, precision=chosen,
+        steps=args.steps, warmup=args.warmup, precision=chosen, profile=args.profile,
     )
