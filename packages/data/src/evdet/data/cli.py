@@ -11,9 +11,10 @@ Subcommands:
   ``evdet-data synth`` run there (its manifest; :mod:`evdet.data.output_folder`), never other files.
 * ``evdet-data preprocess SRC OUT [--splits S ... --class-names etram --windows label|grid
   --on-bad-events error|drop --strict --window-us US --bins B --clip C --downsample-factor K
-  --downsample nearest_exact|sum --time-bins stretched|fixed]`` — write representation shards with the reference
-  protocol (:func:`evdet.data.preprocess.preprocess_dataset`; a rerun reuses only shards whose source fingerprint
-  matches, redoes those whose recording or labels changed); prints the report as JSON. ``--strict``: files that do
+  --downsample nearest_exact|sum --time-bins stretched|fixed --workers N]`` — write representation shards with the
+  reference protocol (:func:`evdet.data.preprocess.preprocess_dataset`; a rerun reuses only shards whose source
+  fingerprint matches, redoes those whose recording or labels changed); prints the report as JSON. ``--workers N``
+  preprocesses N recordings at once, one process each (default 1). ``--strict``: files that do
   not pair up (labels without recording, recording without labels, misnamed recording) are an error, not a warning.
 * ``evdet-data histogram RECORDING --end-us T1,T2,... --output OUT.npy [histogram options]`` — the stored
   representation of the windows ending at those times, ``(N, 2*bins, H/k, W/k)`` uint8
@@ -36,9 +37,9 @@ flag out of range (checked before anything is read or written: ``--train -1``, `
 (``OSError``) print one line ``evdet-data: error: ...`` on stderr and exit with code 2, without a traceback.
 
 Ctrl-C (SIGINT) or SIGTERM stops any subcommand with one line ``evdet-data: interrupted by SIGINT ...`` and exit code
-130 (SIGTERM: 143), without a traceback. ``preprocess`` polls the signal once per window, so it always stops and
-removes its unfinished ``.tmp`` shard (finished shards stay; a rerun continues); ``synth`` leaves its output folder
-as it was (it writes into a staging folder first).
+130 (SIGTERM: 143), without a traceback. ``preprocess`` polls the signal once per window (in every worker with
+``--workers``), so it always stops and removes its unfinished ``.tmp`` shards (finished shards stay; a rerun
+continues); ``synth`` leaves its output folder as it was (it writes into a staging folder first).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ NUMERIC_FLAGS: dict[str, tuple[str, float, float | None, str]] = {
     "bins": ("--bins", 1, None, "a positive number of time bins"),
     "clip": ("--clip", 0, 255, "a count clip value 0..255"),
     "downsample_factor": ("--downsample-factor", 1, None, "a positive integer divisor (1: none)"),
+    "workers": ("--workers", 1, None, "a positive number of worker processes"),
 }
 
 
@@ -165,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="files that do not pair up (labels without recording, recording without labels, misnamed "
                           "recording) are an error instead of one warning")
     _add_histogram_options(pre)
+    pre.add_argument("--workers", type=int, default=1,
+                     help="recordings preprocessed at once, one process each (default 1)")
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     hist = sub.add_parser("histogram", help="stacked histograms of a recording for given window end times")
@@ -218,7 +222,8 @@ def _run(args: argparse.Namespace, should_stop=None) -> dict:
     options = PreprocessOptions(_histogram_config(args), windows=args.windows, class_names=args.class_names,
                                 on_bad_events=args.on_bad_events)
     return preprocess_dataset(args.src, args.out, splits=tuple(args.splits), options=options,
-                              progress=not args.no_progress, strict=args.strict, should_stop=should_stop)
+                              progress=not args.no_progress, strict=args.strict, should_stop=should_stop,
+                              workers=args.workers)
 
 
 def _run_synth(args: argparse.Namespace, should_stop=None) -> dict:

@@ -29,7 +29,8 @@ labels, a recording file not named ``<name>_td.h5|.hdf5|.dat``) are skipped and 
 the report under ``unpaired``); ``strict=True`` (``--strict``) makes them one error before anything is written.
 
 Shards are written to ``<name>.h5.tmp`` and renamed when complete (Ctrl-C removes the ``.tmp``: ``should_stop`` is
-polled per window). Each shard records a ``fingerprint`` of what made it (:func:`sequence_fingerprint`: the
+polled per window, in every worker process with ``workers > 1``, which runs that many recordings at once with the
+same shards as one process). Each shard records a ``fingerprint`` of what made it (:func:`sequence_fingerprint`: the
 recording's name, size, mtime and a SHA-256 of its first and last MiB; the label file's name, size, mtime and SHA-256;
 every option). On a rerun a finished shard is reused only when its fingerprint equals the current one. Otherwise:
 
@@ -44,9 +45,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
+import signal
 import sys
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -481,6 +488,188 @@ def _unpaired_message(src_dir: Path, unpaired: dict[str, dict[str, list[str]]], 
     return f"{src_dir}: {len(items)} files do not pair up as <name>_td.* + <name>{_LABEL_SUFFIX} and are skipped: {shown}"
 
 
+@dataclass(frozen=True)
+class _Job:
+    """A sequence to (re)do: names, paths, and ``redo`` (why a finished shard is redone; None for a new shard)."""
+
+    split: str
+    name: str
+    recording: Path
+    label_path: Path
+    shard_path: Path
+    redo: str | None
+
+
+def _plan_sequence(split: str, name: str, recording: Path, label_path: Path, out_dir: Path,
+                   options: PreprocessOptions, stats: dict) -> _Job | None:
+    """None when the finished shard is reused (its figures are added to ``stats``), else the :class:`_Job`.
+
+    Raises:
+        PreprocessError: the finished shard was made with other options.
+    """
+    shard_path = out_dir / split / f"{name}.h5"
+    redo = None
+    if is_complete_shard(shard_path):
+        redo, reused = _rerun_decision(shard_path, recording, label_path, split, options)
+        if redo is None:
+            stats["sequences_skipped"] += 1
+            _add_figures(stats, reused)
+            return None
+        log.warning("redoing %s: %s", shard_path, redo)
+    return _Job(split, name, recording, label_path, shard_path, redo)
+
+
+def _run_job(job: _Job, options: PreprocessOptions, should_stop: Callable[[], bool] | None) -> tuple[str, Any]:
+    """``("done", preprocess_sequence's dict)`` or ``("no_labels", NoLabelsError)``; other errors are raised."""
+    try:
+        return "done", preprocess_sequence(job.recording, job.label_path, job.shard_path, job.split, options,
+                                           should_stop=should_stop)
+    except NoLabelsError as exc:
+        return "no_labels", exc
+
+
+def _add_figures(stats: dict, done: dict) -> None:
+    """Add a sequence's windows, label frames, boxes and dropped bad events to its split's ``stats``."""
+    for key, figure in (("windows", "windows"), ("label_frames", "label_frames"), ("boxes", "boxes"),
+                        ("bad_events_dropped", "bad_events")):
+        stats[key] += done[figure]
+
+
+def _count_outcome(stats: dict, job: _Job, outcome: tuple[str, Any]) -> None:
+    """Add a finished job to its split's ``stats``; a recording without usable labels is logged as skipped and the
+    stale shard of a redo is deleted."""
+    kind, value = outcome
+    if kind == "no_labels":
+        log.warning("skipping %s: %s", job.recording, value)
+        if job.redo is not None:
+            job.shard_path.unlink(missing_ok=True)
+            log.warning("removed the stale shard %s", job.shard_path)
+        stats["sequences_without_labels"] += 1
+        stats["without_labels"].append(job.name)
+        return
+    stats["sequences_redone" if job.redo is not None else "sequences_done"] += 1
+    for key, count in value["dropped_boxes"].items():
+        stats["boxes_dropped"][key] += count
+    _add_figures(stats, value)
+
+
+def _remove_stale_shard(job: _Job) -> None:
+    """After a failed redo: delete the old shard, so a stale one is never left for training."""
+    if job.redo is not None:
+        job.shard_path.unlink(missing_ok=True)
+        log.warning("removed the stale shard %s (its inputs changed and redoing it failed)", job.shard_path)
+
+
+# State of a worker process of :func:`_run_jobs_in_processes` (set by :func:`_init_worker`).
+_worker_stop_event: Any = None
+_worker_signalled = False
+
+
+def _init_worker(stop_event: Any, log_level: int) -> None:
+    """Worker start: remember the parent's stop event; SIGINT/SIGTERM (Ctrl-C reaches the whole process group) only
+    set a flag that the running sequence polls, so it stops between windows and removes its ``.tmp``."""
+    global _worker_stop_event
+    _worker_stop_event = stop_event
+    logging.getLogger("evdet.data").setLevel(log_level)
+
+    def on_signal(signum: int, frame: object) -> None:
+        global _worker_signalled
+        _worker_signalled = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+
+def _worker_should_stop() -> bool:
+    return _worker_signalled or (_worker_stop_event is not None and _worker_stop_event.is_set())
+
+
+class _CollectedLog(logging.Handler):
+    """The log records of one job in a worker, as ``(level, message)``, for the parent to log."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append((record.levelno, record.getMessage()))
+
+
+def _worker_job(job: _Job, options: PreprocessOptions) -> tuple[str, Any, list[tuple[int, str]]]:
+    """Run one job in a worker: ``(kind, value, log messages)`` of :func:`_run_job`. An exception (also
+    ``KeyboardInterrupt`` after a stop) goes to the parent with its traceback (``concurrent.futures``) and the
+    messages logged before it in the attribute ``evdet_log_messages``."""
+    logger = logging.getLogger("evdet.data")
+    collected = _CollectedLog()
+    logger.addHandler(collected)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        if _worker_should_stop():
+            raise KeyboardInterrupt
+        return (*_run_job(job, options, _worker_should_stop), collected.messages)
+    except BaseException as exc:
+        exc.evdet_log_messages = collected.messages
+        raise
+    finally:
+        logger.removeHandler(collected)
+        logger.propagate = propagate
+
+
+def _run_jobs_in_processes(jobs: list[_Job], options: PreprocessOptions, workers: int,
+                           should_stop: Callable[[], bool] | None, bar: tqdm) -> list[tuple[str, Any]]:
+    """Run ``jobs`` in up to ``workers`` processes; the outcomes of :func:`_run_job`, in job order.
+
+    Raises:
+        The first error (job order) of a job, after every running job stopped (their ``.tmp`` removed) and the
+        stale shard of a failed redo was deleted; ``KeyboardInterrupt`` when ``should_stop`` turned True;
+        PreprocessError when a worker process died (names the recording).
+    """
+    if not jobs:
+        return []
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads (tqdm, numba)
+    stop_event = context.Event()
+    outcomes: list[tuple[str, Any] | None] = [None] * len(jobs)
+    level = logging.getLogger("evdet.data").getEffectiveLevel()
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_init_worker,
+                             initargs=(stop_event, level)) as pool:
+        futures = {pool.submit(_worker_job, job, options): i for i, job in enumerate(jobs)}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for future in finished:
+                i = futures[future]
+                try:
+                    kind, value, messages = future.result()
+                except CancelledError:
+                    continue
+                except BrokenProcessPool as exc:
+                    kind, value, messages = "error", PreprocessError(
+                        f"{jobs[i].recording}: the worker process preprocessing it stopped unexpectedly ({exc}); "
+                        "a rerun continues"), []
+                except BaseException as exc:  # noqa: BLE001 (raised below, once every worker has stopped)
+                    kind, value, messages = "error", exc, getattr(exc, "evdet_log_messages", [])
+                for levelno, message in messages:
+                    log.log(levelno, "%s", message)
+                outcomes[i] = (kind, value)
+                if kind != "error":
+                    bar.set_postfix_str(f"{jobs[i].split}/{jobs[i].name}")
+                    bar.update(1)
+            failed = any(o is not None and o[0] == "error" for o in outcomes)
+            if (failed or (should_stop is not None and should_stop())) and not stop_event.is_set():
+                stop_event.set()
+                for future in pending:
+                    future.cancel()
+    errors = [(jobs[i], o[1]) for i, o in enumerate(outcomes)
+              if o is not None and o[0] == "error" and not isinstance(o[1], KeyboardInterrupt)]
+    for job, _ in errors:
+        _remove_stale_shard(job)
+    if errors:
+        raise errors[0][1]
+    if stop_event.is_set():
+        raise KeyboardInterrupt
+    return outcomes
+
+
 def preprocess_dataset(
     src_dir: str | Path,
     out_dir: str | Path,
@@ -490,6 +679,7 @@ def preprocess_dataset(
     progress: bool = True,
     strict: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> dict:
     """Preprocess every sequence of the given splits (eTraM layout) into shards; resumable.
 
@@ -511,6 +701,13 @@ def preprocess_dataset(
             error instead of a warning.
         should_stop: polled per window; True stops the run with ``KeyboardInterrupt`` (the unfinished ``.tmp`` is
             removed, finished shards stay).
+        workers: sequences preprocessed at once, each in its own process (``spawn``; one sequence per process at a
+            time). With more than 1, every reuse decision (and its error) is made before any sequence starts; the
+            sequences then run in sorted order, as many at a time as ``workers``; the first error (in sorted order
+            among those that happened) stops the others, whose ``.tmp`` files are removed, and is raised; a
+            ``should_stop`` signal is passed on to the workers. Warnings of a worker are logged by this process.
+            The shards and the report are the same as with 1. As with any ``spawn`` process pool, a script that
+            calls this must guard its top level with ``if __name__ == "__main__":``.
 
     Returns:
         Report dict: ``src_dir``, ``out_dir``, ``options``, ``splits`` -> per split ``sequences_done``,
@@ -526,8 +723,11 @@ def preprocess_dataset(
         LabelError: malformed labels, label times that do not fit the recording, a class id beyond the class names,
             or a frame-selection abort (names the file).
         KeyboardInterrupt: ``should_stop`` returned True.
+        ValueError: ``workers`` is not a positive integer.
     """
     src_dir, out_dir = Path(src_dir), Path(out_dir)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"--workers: expected a positive number of worker processes, got {workers!r}")
     if not src_dir.is_dir():
         raise PreprocessError(f"{src_dir}: dataset folder not found")
     if not splits:
@@ -549,52 +749,40 @@ def preprocess_dataset(
     total = sum(len(v) for v in plan.values())
     opts_report = {k: v for k, v in opts.shard_attrs().items()}
     report: dict = {"src_dir": str(src_dir), "out_dir": str(out_dir), "options": opts_report, "splits": {}}
+    for split in plan:
+        stats: dict = dict.fromkeys(_REPORT_KEYS, 0)
+        stats["boxes_dropped"] = {"crop": 0, "min_side": 0, "max_width": 0}
+        stats["without_labels"] = []
+        stats["unpaired"] = unpaired[split]
+        report["splits"][split] = stats
     with tqdm(total=total, desc="preprocess", unit="seq", disable=not progress, file=sys.stderr) as bar:
-        for split, sequences in plan.items():
-            stats: dict = dict.fromkeys(_REPORT_KEYS, 0)
-            stats["boxes_dropped"] = {"crop": 0, "min_side": 0, "max_width": 0}
-            stats["without_labels"] = []
-            stats["unpaired"] = unpaired[split]
-            split_out = out_dir / split
-            split_out.mkdir(parents=True, exist_ok=True)
-            for name, recording, label_path in sequences:
-                _stop_check(should_stop)
-                bar.set_postfix_str(f"{split}/{name}")
-                shard_path = split_out / f"{name}.h5"
-                complete, redo = is_complete_shard(shard_path), None
-                if complete:
-                    redo, done = _rerun_decision(shard_path, recording, label_path, split, opts)
-                    if redo is None:
-                        stats["sequences_skipped"] += 1
-                    else:
-                        log.warning("redoing %s: %s", shard_path, redo)
-                if not complete or redo is not None:
-                    try:
-                        done = preprocess_sequence(recording, label_path, shard_path, split, opts,
-                                                   should_stop=should_stop)
-                    except NoLabelsError as exc:
-                        log.warning("skipping %s: %s", recording, exc)
-                        if redo is not None:
-                            shard_path.unlink(missing_ok=True)
-                            log.warning("removed the stale shard %s", shard_path)
-                        stats["sequences_without_labels"] += 1
-                        stats["without_labels"].append(name)
+        if workers == 1:
+            for split, sequences in plan.items():
+                (out_dir / split).mkdir(parents=True, exist_ok=True)
+                for name, recording, label_path in sequences:
+                    _stop_check(should_stop)
+                    bar.set_postfix_str(f"{split}/{name}")
+                    job = _plan_sequence(split, name, recording, label_path, out_dir, opts, report["splits"][split])
+                    if job is not None:
+                        try:
+                            outcome = _run_job(job, opts, should_stop)
+                        except Exception:
+                            _remove_stale_shard(job)
+                            raise
+                        _count_outcome(report["splits"][split], job, outcome)
+                    bar.update(1)
+        else:
+            jobs = []
+            for split, sequences in plan.items():  # every reuse decision (and its errors) before any work
+                (out_dir / split).mkdir(parents=True, exist_ok=True)
+                for name, recording, label_path in sequences:
+                    _stop_check(should_stop)
+                    job = _plan_sequence(split, name, recording, label_path, out_dir, opts, report["splits"][split])
+                    if job is None:
                         bar.update(1)
-                        continue
-                    except Exception:
-                        if redo is not None:
-                            shard_path.unlink(missing_ok=True)
-                            log.warning("removed the stale shard %s (its inputs changed and redoing it failed)",
-                                        shard_path)
-                        raise
-                    stats["sequences_redone" if redo is not None else "sequences_done"] += 1
-                    for key, value in done["dropped_boxes"].items():
-                        stats["boxes_dropped"][key] += value
-                stats["windows"] += done["windows"]
-                stats["label_frames"] += done["label_frames"]
-                stats["boxes"] += done["boxes"]
-                stats["bad_events_dropped"] += done["bad_events"]
-                bar.update(1)
-            report["splits"][split] = stats
+                    else:
+                        jobs.append(job)
+            for job, outcome in zip(jobs, _run_jobs_in_processes(jobs, opts, workers, should_stop, bar)):
+                _count_outcome(report["splits"][job.split], job, outcome)
     report["totals"] = {k: sum(s[k] for s in report["splits"].values()) for k in _REPORT_KEYS}
     return report

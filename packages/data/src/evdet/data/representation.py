@@ -27,6 +27,8 @@ odd last row/column is partial).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from evdet.data.events import Events
@@ -183,43 +185,67 @@ def stacked_histogram(events: Events, t_end_us: int, config: HistogramConfig | N
         ``(2 * bins, H, W)`` ``uint8``, ``(W, H) = config.size(events.width, events.height)``; channel
         ``p * bins + bin``.
 
+    The counting is :func:`evdet.data.histogram_kernel.accumulate_window` (numba, one thread, one pass over the
+    window's events straight into the output, saturating at ``clip``); it equals counting every event with the bin
+    formula above, ``np.bincount`` and clipping, bit for bit (tests/data/test_histogram_kernel.py). The first call
+    in a process compiles the kernel or loads it from numba's cache.
+
     Raises:
         ValueError: an event of the window lies outside the sensor or has a polarity other than 0/1 (the message
             names the field), or the sensor is smaller than the downsample factor.
     """
     cfg = config if config is not None else HistogramConfig()
     width, height = cfg.size(events.width, events.height)
-    out_size = cfg.channels * height * width
+    out = np.zeros((cfg.channels, height, width), dtype=np.uint8)
     begin, end = window_event_range(events.t, t_end_us, cfg.window_us)
     if end == begin:
-        return np.zeros((cfg.channels, height, width), dtype=np.uint8)
-    x = events.x[begin:end]
-    y = events.y[begin:end]
-    p = events.p[begin:end]
-    t = events.t[begin:end]
-    for name, column, limit in (("x", x, events.width), ("y", y, events.height), ("p", p, 2)):
+        return out
+    x = np.ascontiguousarray(events.x[begin:end])
+    y = np.ascontiguousarray(events.y[begin:end])
+    p = np.ascontiguousarray(events.p[begin:end])
+    t = np.ascontiguousarray(events.t[begin:end])
+    # The numba kernel is imported at the first histogram, so importing this module (HistogramConfig, sizes) does not
+    # load numba.
+    from evdet.data.histogram_kernel import accumulate_window
+
+    columns, rows = _pixel_maps(events.width, events.height, cfg.downsample_factor, cfg.downsample, width, height)
+    span32 = np.float32(max(int(t[-1]) - int(t[0]), 1))
+    ok = accumulate_window(x, y, t, p, columns, rows, cfg.bins, cfg.time_bins == "fixed",
+                           int(t_end_us) - cfg.window_us, cfg.window_us, span32, cfg.clip, out.reshape(-1))
+    if not ok:
+        _raise_for_bad_field(x, y, p, events.width, events.height)
+    return out
+
+
+def _raise_for_bad_field(x: np.ndarray, y: np.ndarray, p: np.ndarray, sensor_width: int, sensor_height: int) -> None:
+    """Raise ``ValueError`` naming the first of ``x``, ``y``, ``p`` (in that order) whose largest value is out of
+    range: ``x >= sensor_width``, ``y >= sensor_height`` (px) or ``p >= 2``."""
+    for name, column, limit in (("x", x, sensor_width), ("y", y, sensor_height), ("p", p, 2)):
         if int(column.max()) >= limit:
             raise ValueError(f"stacked_histogram: event field '{name}' has {int(column.max())}, expected < {limit}")
 
-    time_bin = _time_bins(t, int(t_end_us), cfg)
-    k = cfg.downsample_factor
-    if k > 1 and cfg.downsample == "nearest_exact":
-        keep = ((x % k) == k // 2) & ((y % k) == k // 2) & (x // k < width) & (y // k < height)
-        x, y, p, time_bin = x[keep], y[keep], p[keep], time_bin[keep]
-    col = x.astype(np.int64) // k
-    row = y.astype(np.int64) // k
-    index = ((p.astype(np.int64) * cfg.bins + time_bin) * height + row) * width + col
-    counts = np.bincount(index, minlength=out_size)
-    np.minimum(counts, cfg.clip, out=counts)
-    return counts.astype(np.uint8).reshape(cfg.channels, height, width)
 
+@functools.lru_cache(maxsize=32)
+def _pixel_maps(sensor_width: int, sensor_height: int, k: int, downsample: str, width: int,
+                height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each sensor column and row lands in the ``width`` x ``height`` output (module docstring for the rules).
 
-def _time_bins(t: np.ndarray, t_end_us: int, cfg: HistogramConfig) -> np.ndarray:
-    """``(N,)`` int64 time bin of each event of one window (module docstring)."""
-    if cfg.time_bins == "fixed":
-        start = t_end_us - cfg.window_us
-        return np.minimum(((t - start) * cfg.bins) // cfg.window_us, cfg.bins - 1)
-    t0 = int(t[0])
-    span = np.float32(max(int(t[-1]) - t0, 1))
-    scaled = (t - t0).astype(np.float32) / span * np.float32(cfg.bins)
-    return np.minimum(np.floor(scaled).astype(np.int64), cfg.bins - 1)
+    Returns:
+        ``columns`` ``(sensor_width + 1,)`` int64: output column of sensor column ``x``; ``rows``
+        ``(sensor_height + 1,)`` int64: output row times ``width`` (the offset in one channel) of sensor row ``y``;
+        ``-1`` where the column/row is discarded (nearest-exact keeps ``x % k == k // 2`` with ``x // k < width``;
+        ``sum`` and ``k = 1`` keep all) and in the extra last entry, which
+        :func:`evdet.data.histogram_kernel.accumulate_window` clamps out-of-sensor coordinates to. Read-only:
+        the arrays are cached per sensor size and option.
+    """
+    def side(n: int, out_n: int, scale: int) -> np.ndarray:
+        pos = np.arange(n + 1, dtype=np.int64)
+        cell = pos // k
+        keep = (pos < n) & (cell < out_n)
+        if k > 1 and downsample == "nearest_exact":
+            keep &= pos % k == k // 2
+        mapped = np.where(keep, cell * scale, -1)
+        mapped.setflags(write=False)
+        return mapped
+
+    return side(sensor_width, width, 1), side(sensor_height, height, width)
