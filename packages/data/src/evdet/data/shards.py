@@ -81,8 +81,14 @@ class ShardError(ValueError):
 
 
 def _representation_compression() -> dict:
-    """HDF5 filter arguments for the histograms: Blosc LZ4 with bit shuffle (fast, mostly-zero uint8 counts)."""
-    return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.BITSHUFFLE))
+    """HDF5 filter arguments for the histograms: Blosc LZ4 without shuffle.
+
+    Measured with ``evdet-bench loader`` (one 640x360x20 window, 3 % non-zero cells; and 320x180x20 windows of
+    ``evdet-data synth`` at 0.2 %): decoding without shuffle takes 1.1 ms instead of 2.4 ms (0.09 instead of 0.5 ms)
+    for 15 % (13 %) more bytes than with Blosc's bit shuffle, which shards written before used. The reader does not
+    depend on it (HDF5 stores the filter settings per dataset), so older shards read as before, only slower.
+    """
+    return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.NOSHUFFLE))
 
 
 def is_complete_shard(path: str | Path) -> bool:
@@ -367,17 +373,35 @@ class Shard:
             self._pid = os.getpid()
         return self._file["representation"]
 
-    def read_representation(self, start: int, stop: int) -> np.ndarray:
+    def read_representation(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Histograms of windows ``[start, stop)``: ``(stop - start, channels, height, width)`` uint8.
+
+        One HDF5 read for the whole range (each window is one chunk, decoded once).
+
+        Args:
+            start, stop: window range.
+            out: optional C-contiguous uint8 array of that shape to decode into (no intermediate copy).
+
+        Returns:
+            ``out`` when given, else a new array.
 
         Raises:
             IndexError: if the range is outside ``0..num_windows``.
+            ValueError: ``out`` of another shape or dtype, or not C-contiguous.
             ShardError: if the HDF5 data cannot be read (message names the file).
         """
         if not 0 <= start <= stop <= self.num_windows:
             raise IndexError(f"{self.path}: window range [{start}, {stop}) outside 0..{self.num_windows}")
+        shape = (stop - start, self.channels, self.height, self.width)
+        if out is not None and (out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous):
+            raise ValueError(f"{self.path}: read_representation out= must be a C-contiguous uint8 array {shape}, "
+                             f"got {out.dtype} {out.shape}")
         try:
-            return self._dataset()[start:stop]
+            if out is None:
+                return self._dataset()[start:stop]
+            if stop > start:
+                self._dataset().read_direct(out, np.s_[start:stop])
+            return out
         except OSError as exc:
             raise ShardError(f"{self.path}: cannot read 'representation' [{start}, {stop}) ({exc})") from None
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from evdet.data.augmentation import SamplingAugmentation
@@ -104,7 +105,8 @@ class ShardDataModule(L.LightningDataModule):
     """Loaders for the train / val / test splits of a shard directory.
 
     Args:
-        config: resolved training config (uses ``dataset``, ``batch_size``, ``hardware.num_workers``, ``seed``).
+        config: resolved training config (uses ``dataset``, ``batch_size``, ``hardware.num_workers``, the loader
+            settings of :meth:`loader_settings`, ``seed``).
 
     Raises:
         ValueError: on construction, for bad class settings (:func:`dataset_classes`) or an invalid
@@ -135,6 +137,32 @@ class ShardDataModule(L.LightningDataModule):
             )
         return facts
 
+    def loader_settings(self) -> dict[str, Any]:
+        """DataLoader settings of ``hardware`` for :func:`~evdet.data.dataset.build_dataloader`.
+
+        ``persistent_workers`` (default false), ``prefetch_factor`` (default 2, torch's) and ``pin_memory`` (default
+        ``auto``: true when CUDA is available and ``hardware.accelerator`` is ``auto``, ``gpu`` or ``cuda``, so that
+        the batches' copies to the GPU are asynchronous); configs saved before these keys existed get the defaults.
+
+        Returns:
+            ``{"persistent_workers": bool, "prefetch_factor": int, "pin_memory": bool}``.
+
+        Raises:
+            ValueError: ``hardware.pin_memory`` other than true, false or auto, or ``hardware.prefetch_factor`` < 1
+                (message names the key).
+        """
+        hw = self.config.get("hardware", {})
+        pin = hw.get("pin_memory", "auto")
+        if pin == "auto":
+            pin = torch.cuda.is_available() and str(hw.get("accelerator", "auto")) in ("auto", "gpu", "cuda")
+        if not isinstance(pin, bool):
+            raise ValueError(f"hardware.pin_memory: expected true, false or auto, got {pin!r}")
+        prefetch = hw.get("prefetch_factor", 2)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"hardware.prefetch_factor: expected an integer >= 1, got {prefetch!r}")
+        return {"persistent_workers": bool(hw.get("persistent_workers", False)), "prefetch_factor": prefetch,
+                "pin_memory": bool(pin)}
+
     def _loader(self, split: str, sampling: str, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
         ds = self.config["dataset"]
         return build_dataloader(
@@ -153,6 +181,7 @@ class ShardDataModule(L.LightningDataModule):
             # Data-parallel runs stream disjoint recordings per rank (same number of batches on every rank).
             rank=self.trainer.global_rank if self.trainer is not None else 0,
             world_size=self.trainer.world_size if self.trainer is not None else 1,
+            **self.loader_settings(),
         )
 
     def train_dataloader(self) -> DataLoader:
