@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evdet.model.simota import simota_assign, simota_assign_batch
+from evdet.model.simota import candidate_budget, geometry_constraint, simota_assign, simota_assign_batch
 from evdet.model.size_aware import SizeAwareWeighting
 from evdet.model.yolox_loss import YOLOXLoss, iou_loss, pad_targets, xywh_to_cxcywh
 
@@ -30,7 +30,7 @@ def _anchors(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(grids), torch.cat(strides)
 
 
-def _frame_set(seed: int, height: int = 96, width: int = 160) -> dict:
+def _frame_set(seed: int, height: int = 192, width: int = 320) -> dict:
     """Random head outputs and targets for a few frames; targets are [class, x, y, w, h] (top-left px)."""
     gen = torch.Generator().manual_seed(seed)
     num_classes = [1, 3, 8][seed % 3]
@@ -95,14 +95,18 @@ def _per_image_loss(raw, pred_boxes, grid, strides, targets, num_classes, weight
             "num_fg": num_fg}
 
 
+@pytest.mark.parametrize("num_levels", [None, len(STRIDES)])
 @pytest.mark.parametrize("seed", range(60))
-def test_batched_assignment_equals_per_image(seed: int) -> None:
+def test_batched_assignment_equals_per_image(seed: int, num_levels: int | None) -> None:
+    """Over all anchors (None) and with each frame's candidates compacted into the budget of 3 levels."""
     s = _frame_set(seed)
     raw, pred, grid, strides = s["raw"], s["pred"], s["grid"], s["strides"]
     centers = (grid + 0.5) * strides[:, None]
     gt, valid = pad_targets(s["targets"], "cpu")
     batch = simota_assign_batch(centers, strides, pred, raw[..., 5:], raw[..., 4], gt[..., 1:], gt[..., 0].long(),
-                                valid)
+                                valid, num_levels=num_levels)
+    if num_levels is not None:  # the compaction is exercised: fewer slots than anchors
+        assert candidate_budget(gt.shape[1], num_levels) < grid.shape[0]
     total = 0
     for f, t in enumerate(s["targets"]):
         got = batch.frame(f)
@@ -124,7 +128,7 @@ def test_batched_assignment_equals_per_image(seed: int) -> None:
 def test_batched_loss_equals_per_image(seed: int, variant: str) -> None:
     s = _frame_set(seed)
     weighting = SizeAwareWeighting() if variant == "size_aware" else None
-    criterion = YOLOXLoss(s["num_classes"], size_weighting=weighting, use_l1=variant == "l1")
+    criterion = YOLOXLoss(s["num_classes"], size_weighting=weighting, use_l1=variant == "l1", num_levels=len(STRIDES))
     raw_a = s["raw"].clone().requires_grad_(True)
     raw_b = s["raw"].clone().requires_grad_(True)
     grid, strides = s["grid"], s["strides"]
@@ -167,3 +171,19 @@ def test_batched_assignment_names_the_argument_with_a_bad_shape() -> None:
                             valid[:, :0])
     with pytest.raises(ValueError, match="simota_assign_batch obj_logits"):
         simota_assign_batch(centers, strides, pred, raw[..., 5:], raw[..., 4:6], gt[..., 1:], gt[..., 0].long(), valid)
+
+
+@pytest.mark.parametrize("size", [(96, 160), (384, 640)])
+def test_candidates_never_exceed_the_budget(size) -> None:
+    """Per level at most (ceil(2 * 1.5) + 1)^2 = 16 anchors are near one gt, whatever its position and size, also for
+    centres exactly on anchor points and on cell borders (where the strict comparisons decide)."""
+    height, width = size
+    grid, strides = _anchors(height, width)
+    centers = (grid + 0.5) * strides[:, None]
+    gen = torch.Generator().manual_seed(1)
+    points = torch.cat((torch.rand(500, 2, generator=gen) * torch.tensor([width, height]),
+                        torch.tensor([[8.0 * i, 8.0 * j] for i in range(4) for j in range(4)]),
+                        torch.tensor([[4.0 + 8.0 * i, 12.0 + 16.0 * j] for i in range(4) for j in range(4)])))
+    _, near = geometry_constraint(centers, strides, points)
+    assert int(near.sum(1).max()) <= candidate_budget(1, len(STRIDES))
+    assert candidate_budget(3, 3) == 3 * 3 * 16

@@ -47,6 +47,7 @@ are within 1 ulp of each other.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -67,6 +68,7 @@ __all__ = [
     "pairwise_iou",
     "simota_assign",
     "simota_assign_batch",
+    "candidate_budget",
 ]
 
 CENTER_RADIUS = 1.5
@@ -375,6 +377,18 @@ def class_cost_table(cls_logits: Tensor, obj_logits: Tensor) -> Tensor:
     return terms.sum(-1)
 
 
+def candidate_budget(num_gt: int, num_levels: int, center_radius: float = CENTER_RADIUS) -> int:
+    """Most candidates one frame with ``num_gt`` gts can have: ``num_gt * num_levels * (ceil(2 r) + 1)**2``.
+
+    An anchor is near a gt when its point lies strictly within ``r`` strides of the centre on both axes, so per
+    level and axis at most ``ceil(2 r)`` anchor points (spaced one stride apart) are near; one more per axis covers a
+    boundary comparison that float rounding decides the other way. A host-side bound from shapes only, so compacting
+    the candidates into it needs no device synchronisation.
+    """
+    per_axis = math.ceil(2.0 * center_radius) + 1
+    return int(num_gt) * int(num_levels) * per_axis * per_axis
+
+
 @torch.no_grad()
 def simota_assign_batch(
     anchor_centers: Tensor,
@@ -388,20 +402,25 @@ def simota_assign_batch(
     center_radius: float = CENTER_RADIUS,
     iou_weight: float = IOU_COST_WEIGHT,
     candidate_topk: int = CANDIDATE_TOPK,
+    num_levels: int | None = None,
 ) -> BatchAssignment:
     """SimOTA (RVT's rule, module docstring) for N frames at once, without host synchronisation.
 
     Per frame the result equals :func:`simota_assign` on that frame's valid gts (tested on the reference fixtures
     and on random frame sets). How the per-frame steps map onto batched tensors:
 
-    * candidates: anchors near at least one VALID gt of the frame; costs of non-candidates and of padded gts are
-      ``+inf``, their IoUs count as 0 for dynamic k;
-    * dynamic k: ``max(1, int(sum of the top-min(candidate_topk, A) IoUs))`` (the extra IoUs of frames with fewer
-      candidates are the zeros of non-candidates, which do not change the sum); 0 for padded gts;
-    * selection: one ``topk(min(candidate_topk, A), largest=False)`` of each gt's costs, of which the first k are
+    * candidates: anchors near at least one VALID gt of the frame. With ``num_levels``, each frame's candidates are
+      gathered, in ascending anchor order like the reference's ``nonzero``, into the first ``K`` slots of a
+      ``(N, K)`` index (a stable sort of the non-candidate flag; ``K`` = :func:`candidate_budget`, at most A), so
+      that the costs below are computed for ``N x G x K`` pairs instead of ``N x G x A``; slots past a frame's
+      candidates are marked unusable;
+    * costs of unusable slots and of padded gts are ``+inf``, their IoUs count as 0 for dynamic k;
+    * dynamic k: ``max(1, int(sum of the top-min(candidate_topk, K) IoUs))`` (the extra IoUs of frames with fewer
+      candidates are zeros, which do not change the sum); 0 for padded gts;
+    * selection: one ``topk(min(candidate_topk, K), largest=False)`` of each gt's costs, of which the first k are
       kept (k <= candidate_topk because every IoU is <= 1, and k <= the number of candidates for the same reason);
     * anchors claimed by several gts go to the gt of lowest cost (``torch.min`` over the gt dimension, as the
-      reference).
+      reference); results are scattered back to all A anchors.
 
     Args:
         anchor_centers: float ``(A, 2)`` anchor points ``(x, y)`` px, ``(grid + 0.5) * stride``.
@@ -416,6 +435,8 @@ def simota_assign_batch(
         center_radius: candidate half-size in strides (:data:`CENTER_RADIUS`, 1.5).
         iou_weight: weight of the ``-log IoU`` cost (:data:`IOU_COST_WEIGHT`, 3.0).
         candidate_topk: number of IoUs summed for dynamic k, and the largest k (:data:`CANDIDATE_TOPK`, 10).
+        num_levels: number of anchor levels (strides) in A, for the candidate compaction; None computes over all A
+            anchors (same result, more work).
 
     Returns:
         :class:`BatchAssignment` (float32 IoUs).
@@ -429,6 +450,7 @@ def simota_assign_batch(
                         gt_valid)
     device = pred_boxes.device
     num_gt = gt_boxes.shape[1]
+    num_classes = cls_logits.shape[2]
     if num_gt == 0 or num_anchors == 0:
         zeros = torch.zeros(num_frames, num_anchors, device=device)
         return BatchAssignment(zeros.bool(), zeros.long(), zeros, zeros.long(), torch.zeros((), dtype=torch.long,
@@ -436,7 +458,6 @@ def simota_assign_batch(
     gt_boxes = gt_boxes.float()
     gt_classes = gt_classes.long()
     centers = anchor_centers.float()
-    pred = pred_boxes.float()
 
     # geometry constraint, as geometry_constraint() per frame: (N, G, A)
     ax = centers[:, 0].view(1, 1, -1)
@@ -451,9 +472,24 @@ def simota_assign_batch(
         & (((cy + dist) - ay) > 0.0)
     ) & gt_valid.unsqueeze(2)
     candidate = near.any(dim=1)  # (N, A)
-    usable = candidate.unsqueeze(1) & gt_valid.unsqueeze(2)  # (N, G, A) pairs the reference computes
 
-    # pairwise IoU, as pairwise_iou() per frame: (N, G, A)
+    # candidates first, in ascending anchor order, into K slots
+    budget = num_anchors if num_levels is None else min(num_anchors, candidate_budget(num_gt, num_levels,
+                                                                                       center_radius))
+    if budget < num_anchors:
+        slots = torch.argsort((~candidate).to(torch.uint8), dim=1, stable=True)[:, :budget]  # (N, K) anchor index
+        in_slot = torch.gather(candidate, 1, slots)
+        near = torch.gather(near, 2, slots.unsqueeze(1).expand(-1, num_gt, -1))
+        pred = torch.gather(pred_boxes.float(), 1, slots.unsqueeze(2).expand(-1, -1, 4))
+        cls_c = torch.gather(cls_logits, 1, slots.unsqueeze(2).expand(-1, -1, num_classes))
+        obj_c = torch.gather(obj_logits, 1, slots)
+    else:
+        slots = None
+        in_slot, pred, cls_c, obj_c = candidate, pred_boxes.float(), cls_logits, obj_logits
+    width = in_slot.shape[1]
+    usable = in_slot.unsqueeze(1) & gt_valid.unsqueeze(2)  # (N, G, K) pairs the reference computes
+
+    # pairwise IoU, as pairwise_iou() per frame: (N, G, K)
     top_left = torch.max(gt_boxes[:, :, None, :2] - gt_boxes[:, :, None, 2:] / 2,
                          (pred[:, :, :2] - pred[:, :, 2:] / 2).unsqueeze(1))
     bottom_right = torch.min(gt_boxes[:, :, None, :2] + gt_boxes[:, :, None, 2:] / 2,
@@ -465,12 +501,12 @@ def simota_assign_batch(
     ious = inter / (area_gt[:, :, None] + area_pred[:, None, :] - inter)
     ious = torch.where(usable, ious, torch.zeros((), device=device))
 
-    table = class_cost_table(cls_logits, obj_logits)  # (N, A, C)
-    cls_cost = torch.gather(table.transpose(1, 2), 1, gt_classes.unsqueeze(2).expand(-1, -1, num_anchors))
+    table = class_cost_table(cls_c, obj_c)  # (N, K, C)
+    cls_cost = torch.gather(table.transpose(1, 2), 1, gt_classes.unsqueeze(2).expand(-1, -1, width))
     cost = cls_cost + iou_weight * -torch.log(ious + IOU_COST_EPS) + NON_CENTER_PENALTY * (~near)
     cost = torch.where(usable, cost, torch.full((), float("inf"), device=device))
 
-    kmax = min(candidate_topk, num_anchors)
+    kmax = min(candidate_topk, width)
     topk_ious, _ = torch.topk(ious, kmax, dim=2)
     dynamic_k = torch.clamp(topk_ious.sum(2).int(), min=1) * gt_valid  # (N, G), 0 for padding
     _, lowest = torch.topk(cost, kmax, dim=2, largest=False)  # (N, G, kmax) ascending cost
@@ -479,20 +515,24 @@ def simota_assign_batch(
     matching.scatter_(2, lowest, keep)
     matching &= usable
 
-    claims = matching.sum(1)  # (N, A)
-    _, best_gt = torch.min(cost, dim=1)  # (N, A) gt of lowest cost over all gts of the frame
+    claims = matching.sum(1)  # (N, K)
+    _, best_gt = torch.min(cost, dim=1)  # (N, K) gt of lowest cost over all gts of the frame
     matched_gt = torch.where(claims > 1, best_gt, matching.to(torch.uint8).argmax(1))
-    fg_mask = claims > 0
-    matched_iou = torch.gather(ious, 1, matched_gt.unsqueeze(1)).squeeze(1)
-    matched_class = torch.gather(gt_classes, 1, matched_gt)
+    fg = claims > 0
     zero_long = torch.zeros((), dtype=torch.long, device=device)
-    return BatchAssignment(
-        fg_mask=fg_mask,
-        matched_gt_index=torch.where(fg_mask, matched_gt, zero_long),
-        matched_iou=torch.where(fg_mask, matched_iou, torch.zeros((), device=device)),
-        matched_class=torch.where(fg_mask, matched_class, zero_long),
-        num_fg=fg_mask.sum(),
-    )
+    matched_gt = torch.where(fg, matched_gt, zero_long)
+    matched_iou = torch.where(fg, torch.gather(ious, 1, matched_gt.unsqueeze(1)).squeeze(1),
+                              torch.zeros((), device=device))
+    matched_class = torch.where(fg, torch.gather(gt_classes, 1, matched_gt), zero_long)
+    if slots is not None:  # back from K slots to all A anchors (slots of one frame are distinct anchors)
+        fg = torch.zeros(num_frames, num_anchors, dtype=torch.bool, device=device).scatter_(1, slots, fg)
+        matched_gt = torch.zeros(num_frames, num_anchors, dtype=torch.long, device=device).scatter_(1, slots,
+                                                                                                    matched_gt)
+        matched_iou = torch.zeros(num_frames, num_anchors, device=device).scatter_(1, slots, matched_iou)
+        matched_class = torch.zeros(num_frames, num_anchors, dtype=torch.long, device=device).scatter_(
+            1, slots, matched_class)
+    return BatchAssignment(fg_mask=fg, matched_gt_index=matched_gt, matched_iou=matched_iou,
+                           matched_class=matched_class, num_fg=fg.sum())
 
 
 def _check_batch_shapes(

@@ -89,7 +89,8 @@ class YOLOXHead(nn.Module):
         self.obj_preds = nn.ModuleList(nn.Conv2d(h, 1, 1) for _ in self.in_channels)
         self.initialize_biases(PRIOR_PROB)
         self.criterion = YOLOXLoss(
-            self.num_classes, iou_loss_weight=iou_loss_weight, use_l1=use_l1, size_weighting=size_weighting
+            self.num_classes, iou_loss_weight=iou_loss_weight, use_l1=use_l1, size_weighting=size_weighting,
+            num_levels=len(self.strides),
         )
 
     def initialize_biases(self, prior_prob: float) -> None:

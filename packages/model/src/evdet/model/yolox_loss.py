@@ -177,6 +177,8 @@ class YOLOXLoss:
         center_radius: SimOTA candidate half-size in strides (:data:`evdet.model.simota.CENTER_RADIUS`, 1.5).
         size_weighting: optional callable mapping float ``(N,)`` gt areas (px²) to float ``(N,)`` per-positive
             weights (size-aware loss, see the module docstring); None for the plain YOLOX loss.
+        num_levels: number of anchor levels of the head; lets SimOTA compute costs for each frame's candidates only
+            (:func:`evdet.model.simota.simota_assign_batch`); None: over all anchors (same result).
 
     Raises:
         ValueError: ``num_classes < 1``.
@@ -189,6 +191,7 @@ class YOLOXLoss:
         use_l1: bool = False,
         center_radius: float = CENTER_RADIUS,
         size_weighting: Callable[[Tensor], Tensor] | None = None,
+        num_levels: int | None = None,
     ) -> None:
         if int(num_classes) != num_classes or num_classes < 1:
             raise ValueError(f"YOLOXLoss num_classes: expected a positive int, got {num_classes!r}")
@@ -197,6 +200,7 @@ class YOLOXLoss:
         self.use_l1 = bool(use_l1)
         self.center_radius = float(center_radius)
         self.size_weighting = size_weighting
+        self.num_levels = None if num_levels is None else int(num_levels)
 
     def __call__(
         self,
@@ -249,7 +253,7 @@ class YOLOXLoss:
         gt_classes = gt[..., 0].long()
         assignment = simota_assign_batch(
             anchor_centers, anchor_strides, pred_boxes.detach(), cls_logits.detach(), obj_logits.detach(),
-            gt_boxes, gt_classes, gt_valid, center_radius=self.center_radius,
+            gt_boxes, gt_classes, gt_valid, center_radius=self.center_radius, num_levels=self.num_levels,
         )
         fg = assignment.fg_mask  # (B, A)
         fg_float = fg.float()
