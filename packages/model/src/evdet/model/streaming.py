@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from evdet.model.acceleration import fold_batch_norms
 from evdet.model.detector import RVT, LstmStates
 from evdet.model.postprocess import postprocess
 
@@ -41,19 +42,29 @@ class StreamingDetector:
         confidence_threshold: minimum ``objectness * class probability`` of a kept detection, in [0, 1].
         nms_threshold: IoU of the class-aware NMS, in [0, 1].
         compile: one of :data:`STREAMING_COMPILE` (see the module docstring).
+        fold_batch_norm: fold the BatchNorms into their convolutions (:func:`evdet.model.acceleration.fold_batch_norms`;
+            modifies ``model`` in place; outputs equal to float rounding).
+        channels_last: convert the model to ``torch.channels_last`` (NHWC convolutions).
 
     Raises:
         ValueError: an unknown ``compile``, or ``cuda_graphs`` on a device that is not CUDA (names the option).
     """
 
     def __init__(self, model: RVT, device: str, confidence_threshold: float, nms_threshold: float,
-                 compile: str = "none") -> None:  # noqa: A002 - the option's name in the CLI and config
+                 compile: str = "none", fold_batch_norm: bool = False,  # noqa: A002 - the CLI option's name
+                 channels_last: bool = False) -> None:
         self.device = torch.device(device)
         if compile not in STREAMING_COMPILE:
             raise ValueError(f"compile: expected one of {list(STREAMING_COMPILE)}, got {compile!r}")
         if compile == "cuda_graphs" and self.device.type != "cuda":
             raise ValueError(f"compile cuda_graphs: CUDA graphs need a CUDA device, got --device {device}")
         self.model = model.eval()
+        if fold_batch_norm:
+            fold_batch_norms(self.model)
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.options = {"compile": compile, "fold_batch_norm": bool(fold_batch_norm),
+                        "channels_last": bool(channels_last)}
         self.confidence_threshold = float(confidence_threshold)
         self.nms_threshold = float(nms_threshold)
         self.cuda_graphs = compile == "cuda_graphs"

@@ -5,7 +5,8 @@ windows, synchronising the device after each, and prints ONE JSON line with ``la
 ``latency_ms_p95``, ``latency_ms_mean`` (model step: host-to-device copy, backbone with states, PAFPN, head,
 decoding, NMS), ``histogram_ms_p50`` (stacked histogram of the window on the host, when ``--recording`` is given),
 ``real_time_factor`` = (histogram + model time) / covered stream time (< 1: faster than the events arrive),
-``windows``, ``window_us``, ``params``, ``embed_dim``, ``device``, ``compile``, ``input``, ``torch``.
+``windows``, ``window_us``, ``params``, ``embed_dim``, ``device``, ``compile``, ``fold_batch_norm``,
+``channels_last``, ``input``, ``torch``.
 
 The model is the experiment config's (Hydra overrides, random weights: latency does not depend on the weights except
 through the number of boxes NMS sees) or a checkpoint's (``--checkpoint``). Inputs are the windows of
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evdet.data.representation import HistogramConfig, stacked_histogram
 from evdet.model.bench.flags import float_above, int_at_least
 from evdet.model.bench.train import check_device
 from evdet.model.config import compose_checked, to_container
@@ -40,16 +42,14 @@ WINDOW_US = 50_000
 """Window length of the random-input mode, µs (RVT's 50 ms)."""
 
 
-def _recording_histograms(recording: Path, width: int, height: int, windows: int) -> tuple[list[np.ndarray],
-                                                                                          list[float], int]:
-    """The first ``windows`` stacked histograms of ``recording`` for a ``width x height`` model input, the host time
-    of each (ms), and the window length (µs)."""
+def _recording_windows(recording: Path, width: int, height: int, windows: int) -> tuple[list, HistogramConfig]:
+    """The events of the first ``windows`` 50 ms windows of ``recording`` (``(t_end_us, Events)`` pairs, as
+    ``evdet-detect`` iterates them) and the histogram settings for a ``width x height`` model input."""
     from evdet.data.readers import open_recording
-    from evdet.data.representation import stacked_histogram
     from evdet.data.windows import grid_window_ends, iter_window_events
     from evdet.model.detect import histogram_config, input_scale_factor
 
-    histograms, times_ms = [], []
+    found = []
     with open_recording(recording) as reader:
         factor = input_scale_factor(reader.width, reader.height, width, height)
         config = histogram_config(None, factor)
@@ -57,20 +57,19 @@ def _recording_histograms(recording: Path, width: int, height: int, windows: int
         if first_t is None:
             raise ValueError(f"--recording {recording}: no events")
         ends = grid_window_ends(first_t, config.window_us)
-        for t_end, events in iter_window_events(reader.iter_chunks(), ends, config.window_us, reader.width,
-                                                reader.height, stop_at_stream_end=True):
-            start = time.perf_counter()
-            histograms.append(stacked_histogram(events, t_end, config))
-            times_ms.append((time.perf_counter() - start) * 1e3)
-            if len(histograms) >= windows:
+        for window in iter_window_events(reader.iter_chunks(), ends, config.window_us, reader.width, reader.height,
+                                         stop_at_stream_end=True):
+            found.append(window)
+            if len(found) >= windows:
                 break
-    if not histograms:
+    if not found:
         raise ValueError(f"--recording {recording}: no 50 ms window with events")
-    return histograms, times_ms, config.window_us
+    return found, config
 
 
 def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmup: int, recording: Path | None,
-                     checkpoint: Path | None, compile: str, confidence: float) -> dict[str, Any]:  # noqa: A002
+                     checkpoint: Path | None, compile: str, confidence: float,  # noqa: A002
+                     fold_batch_norm: bool = False, channels_last: bool = False) -> dict[str, Any]:
     """Time :meth:`StreamingDetector.step` over ``windows`` windows after ``warmup`` untimed ones.
 
     Args:
@@ -81,6 +80,8 @@ def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmu
         recording: event file whose windows are the input, or None for random histograms.
         checkpoint: trained checkpoint to load instead of random weights.
         compile: ``none``, ``inductor`` or ``cuda_graphs`` (:class:`StreamingDetector`).
+        fold_batch_norm: fold BatchNorms into convolutions (:class:`StreamingDetector`).
+        channels_last: NHWC model (:class:`StreamingDetector`).
         confidence: post-processing confidence threshold.
 
     Raises:
@@ -100,33 +101,40 @@ def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmu
     ds = config["dataset"]
     channels, height, width = int(ds["in_channels"]), int(ds["height"]), int(ds["width"])
     if recording is not None:
-        histograms, hist_ms, window_us = _recording_histograms(recording, width, height, windows + warmup)
+        windows_found, hist_config = _recording_windows(recording, width, height, windows + warmup)
+        window_us = hist_config.window_us
     else:
         gen = np.random.default_rng(int(config["seed"]))
-        histograms = [(gen.integers(1, 11, (channels, height, width)) * (gen.random((channels, height, width)) < 0.05))
-                      .astype(np.uint8) for _ in range(min(windows + warmup, 16))]
-        hist_ms, window_us = [], WINDOW_US
+        randoms = [(gen.integers(1, 11, (channels, height, width)) * (gen.random((channels, height, width)) < 0.05))
+                   .astype(np.uint8) for _ in range(min(windows + warmup, 16))]
+        window_us = WINDOW_US
     detector = StreamingDetector(model, device, confidence, float(config["validation"]["nms_threshold"]),
-                                 compile=compile)
+                                 compile=compile, fold_batch_norm=fold_batch_norm, channels_last=channels_last)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    latencies = []
+    latencies, hist_ms = [], []
     for index in range(warmup + windows):
-        histogram = histograms[index % len(histograms)]
-        sync()
         start = time.perf_counter()
+        if recording is not None:  # the histogram of the window, on the host, as evdet-detect computes it
+            t_end, events = windows_found[index % len(windows_found)]
+            histogram = stacked_histogram(events, t_end, hist_config)
+        else:
+            histogram = randoms[index % len(randoms)]
+        built = time.perf_counter()
+        sync()
         detector.step(histogram)
         sync()
         if index >= warmup:
-            latencies.append((time.perf_counter() - start) * 1e3)
+            latencies.append((time.perf_counter() - built) * 1e3)
+            hist_ms.append((built - start) * 1e3)
     lat = np.asarray(latencies)
-    hist = np.asarray(hist_ms[warmup:] or hist_ms or [0.0])
-    per_window_ms = float(lat.mean()) + (float(hist.mean()) if hist_ms else 0.0)
+    hist = np.asarray(hist_ms)
+    per_window_ms = float(lat.mean()) + (float(hist.mean()) if recording is not None else 0.0)
     return {
         "embed_dim": int(config["model"]["backbone"]["embed_dim"]),
         "latency_ms_p50": round(float(np.percentile(lat, 50)), 3),
         "latency_ms_p95": round(float(np.percentile(lat, 95)), 3),
         "latency_ms_mean": round(float(lat.mean()), 3),
-        "histogram_ms_p50": round(float(np.percentile(hist, 50)), 3) if hist_ms else None,
+        "histogram_ms_p50": round(float(np.percentile(hist, 50)), 3) if recording is not None else None,
         "real_time_factor": round(per_window_ms / (window_us / 1e3), 4),
         "windows": windows,
         "warmup_windows": warmup,
@@ -135,7 +143,7 @@ def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmu
         "recording": str(recording) if recording is not None else None,
         "params": int(sum(p.numel() for p in model.parameters())),
         "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
-        "compile": compile,
+        **detector.options,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
@@ -156,6 +164,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="post-processing confidence threshold (default 0.1)")
     parser.add_argument("--compile", choices=STREAMING_COMPILE, default="none",
                         help="none | inductor | cuda_graphs (torch.compile mode='reduce-overhead', CUDA only)")
+    parser.add_argument("--fold-batch-norm", action="store_true", help="fold BatchNorms into the convolutions")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory format for the model")
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
@@ -174,4 +184,5 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
     config = to_container(compose_checked(overrides, for_training=False))
     return benchmark_detect(config, device=device, windows=args.windows, warmup=args.warmup,
                             recording=args.recording, checkpoint=args.checkpoint, compile=args.compile,
-                            confidence=args.confidence)
+                            confidence=args.confidence, fold_batch_norm=args.fold_batch_norm,
+                            channels_last=args.channels_last)
