@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from evdet.model.acceleration import apply_acceleration, build_adamw
+from evdet.model.acceleration import apply_acceleration, build_adamw, fold_batch_norms
 from evdet.model.config import compose_checked, to_container
 from evdet.model.detector import build_detector
 from evdet.model.streaming import StreamingDetector
@@ -70,7 +70,7 @@ def _model(config: dict) -> torch.nn.Module:
 
 def test_channels_last_and_fused_adamw_compute_the_same_step() -> None:
     config = to_container(compose_checked(SMALL, for_training=False))
-    x = torch.rand(2, 20, 64, 128) * 4
+    x = torch.rand(2, 20, 64, 128, generator=torch.Generator().manual_seed(3)) * 4
     results = []
     for channels_last in (False, True):
         model = apply_acceleration(_model(config), {"channels_last": channels_last, "compile": "none"}).train()
@@ -80,8 +80,11 @@ def test_channels_last_and_fused_adamw_compute_the_same_step() -> None:
         out.square().mean().backward()
         optimizer.step()
         results.append((out.detach(), next(iter(model.parameters())).detach().clone()))
-    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+    # float32 sums in another order through ~50 layers: differences of ~1e-5 on outputs of magnitude ~1
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-4, atol=1e-4)
+    # one AdamW step moves each weight by ~lr * g / (|g| + eps): for gradients near eps the step itself is sensitive
+    # to the gradient's rounding, so parameters agree to a fraction of lr (1e-3), not to float rounding
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=2e-4)
     with pytest.raises(ValueError, match="hardware.compile: expected one of"):
         apply_acceleration(_model(config), {"compile": "all"})
 
@@ -106,3 +109,21 @@ def test_streaming_detector_equals_the_models_own_window_loop() -> None:
         torch.testing.assert_close(got, want, rtol=0, atol=0)
     with pytest.raises(ValueError, match="compile cuda_graphs: CUDA graphs need a CUDA device"):
         StreamingDetector(model, "cpu", 0.5, 0.45, compile="cuda_graphs")
+
+
+def test_folded_batch_norms_compute_the_same_function() -> None:
+    config = to_container(compose_checked(SMALL, for_training=False))
+    model = _model(config).train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            model.forward_detect(model.forward_backbone(torch.rand(2, 20, 64, 128) * 4, None)[0])
+    model.eval()
+    x = torch.rand(1, 20, 64, 128) * 4
+    with torch.no_grad():
+        want = torch.cat([o.flatten(1) for o in model.forward_detect(model.forward_backbone(x, None)[0])], 1)
+        folded = fold_batch_norms(model)
+        got = torch.cat([o.flatten(1) for o in model.forward_detect(model.forward_backbone(x, None)[0])], 1)
+    assert folded > 20 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="fold_batch_norms: expected a model in eval mode"):
+        fold_batch_norms(_model(config).train())
