@@ -8,8 +8,9 @@ set -u
 cd "$(dirname "$0")/.."
 out="${1:-${OUT:-bench/out}}"
 mkdir -p "$out"
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+if [ -d .whl ] && ls .whl/* >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/* \
     && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH="$PWD/packages/data/src:$PWD/packages/model/src:$PWD/packages/eval/src${PYTHONPATH:+:$PYTHONPATH}"
@@ -46,8 +47,8 @@ bench train_patch2_b6_ckpt 300 train +experiment=patch2_sizeaware_100k --device 
 bench detect_b_eager 200 detect $B --device cuda --recording data/real/gen4.dat --windows 200 --warmup 20
 bench detect_b_cudagraphs 400 detect $B --device cuda --recording data/real/gen4.dat --windows 200 --warmup 20 \
   --compile cuda_graphs
-# Host-side figures on that machine's CPU (one core for repr; per worker for the loader)
+# Host-side figures on that machine's CPU (one core for repr)
 bench repr_gen4 200 repr data/real/gen4.dat
-bench loader_synthetic 300 loader --synthetic --workers 1
+# (the data-loader figure is a per-CPU-worker one, measured by bench/cpu.sh: shards need hdf5plugin, left out here)
 bench eval_50k 300 eval --frames 2000 --detections 50000
 echo "figures: $jsonl"

@@ -42,7 +42,6 @@ from pathlib import Path
 from types import TracebackType
 
 import h5py
-import hdf5plugin
 import numpy as np
 
 from evdet.data.classes import ClassLookup, ClassMap, class_lookup
@@ -80,6 +79,17 @@ class ShardError(ValueError):
     """A shard file is missing, unfinished or malformed; the message names the file and the key."""
 
 
+def _blosc_filters():
+    """Register the Blosc HDF5 filter (importing :mod:`hdf5plugin` does) and return the module.
+
+    Imported when a shard's histograms are written or read, not with this module: code that only needs shard
+    attributes, labels or the class lookup (e.g. building a model from a config) runs where hdf5plugin is absent.
+    """
+    import hdf5plugin
+
+    return hdf5plugin
+
+
 def _representation_compression() -> dict:
     """HDF5 filter arguments for the histograms: Blosc LZ4 without shuffle.
 
@@ -88,7 +98,8 @@ def _representation_compression() -> dict:
     for 15 % (13 %) more bytes than with Blosc's bit shuffle, which shards written before used. The reader does not
     depend on it (HDF5 stores the filter settings per dataset), so older shards read as before, only slower.
     """
-    return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.NOSHUFFLE))
+    blosc = _blosc_filters().Blosc
+    return dict(blosc(cname="lz4", clevel=5, shuffle=blosc.NOSHUFFLE))
 
 
 def is_complete_shard(path: str | Path) -> bool:
@@ -369,6 +380,7 @@ class Shard:
 
     def _dataset(self) -> h5py.Dataset:
         if self._file is None or self._pid != os.getpid():
+            _blosc_filters()
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
         return self._file["representation"]

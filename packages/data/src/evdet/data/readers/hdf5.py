@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers the Blosc / LZ4 / Zstd HDF5 filters used by eTraM files)
 import numpy as np
 
 from evdet.data.events import Events
@@ -72,6 +71,9 @@ class Hdf5Reader(IndexedEventReader):
     def __init__(self, path: str | os.PathLike[str], on_bad_events: str = "error") -> None:
         super().__init__(path, on_bad_events)
         try:
+            import hdf5plugin  # noqa: F401  (registers the Blosc / LZ4 / Zstd filters of eTraM files; imported on
+            # use, so that .dat / .aedat4 readers and the rest of evdet run where hdf5plugin is not installed)
+
             self._file: h5py.File | None = h5py.File(self.path, "r")
         except OSError as err:
             raise RecordingError(
