@@ -125,24 +125,24 @@ def geometry_constraint(
     Args:
         anchor_centers: float ``(A, 2)`` anchor points ``(x, y)`` px, ``(grid + 0.5) * stride``.
         anchor_strides: float ``(A,)`` stride of each anchor's level, px.
-        gt_centers: float ``(G, 2)`` gt box centres ``(cx, cy)`` px.
+        gt_centers: float ``(..., G, 2)`` gt box centres ``(cx, cy)`` px (leading dims, e.g. frames, broadcast).
         center_radius: half-size of the square in strides (:data:`CENTER_RADIUS`).
 
     Returns:
-        ``(candidate, near)``: bool ``(A,)`` anchors near at least one gt, and bool ``(G, A)`` per pair.
+        ``(candidate, near)``: bool ``(..., A)`` anchors near at least one gt, and bool ``(..., G, A)`` per pair.
     """
-    ax = anchor_centers[:, 0].unsqueeze(0)  # (1, A)
-    ay = anchor_centers[:, 1].unsqueeze(0)
-    dist = anchor_strides.unsqueeze(0) * center_radius  # (1, A) px
-    cx = gt_centers[:, 0:1]  # (G, 1)
-    cy = gt_centers[:, 1:2]
+    ax = anchor_centers[:, 0]  # (A,), broadcast against (..., G, 1)
+    ay = anchor_centers[:, 1]
+    dist = anchor_strides * center_radius  # (A,) px
+    cx = gt_centers[..., 0:1]  # (..., G, 1)
+    cy = gt_centers[..., 1:2]
     near = (
         ((ax - (cx - dist)) > 0.0)
         & (((cx + dist) - ax) > 0.0)
         & ((ay - (cy - dist)) > 0.0)
         & (((cy + dist) - ay) > 0.0)
     )
-    return near.any(dim=0), near
+    return near.any(dim=-2), near
 
 
 def pairwise_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
@@ -153,19 +153,21 @@ def pairwise_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     boxes must have positive areas).
 
     Args:
-        boxes_a: float ``(G, 4)`` ``[cx, cy, w, h]`` px.
-        boxes_b: float ``(N, 4)`` ``[cx, cy, w, h]`` px.
+        boxes_a: float ``(..., G, 4)`` ``[cx, cy, w, h]`` px.
+        boxes_b: float ``(..., N, 4)`` ``[cx, cy, w, h]`` px (same leading dims as ``boxes_a``, or broadcastable).
 
     Returns:
-        float ``(G, N)`` IoU in ``[0, 1]`` (NaN only for two zero-area boxes).
+        float ``(..., G, N)`` IoU in ``[0, 1]`` (NaN only for two zero-area boxes).
     """
-    top_left = torch.max(boxes_a[:, None, :2] - boxes_a[:, None, 2:] / 2, boxes_b[:, :2] - boxes_b[:, 2:] / 2)
-    bottom_right = torch.min(boxes_a[:, None, :2] + boxes_a[:, None, 2:] / 2, boxes_b[:, :2] + boxes_b[:, 2:] / 2)
-    area_a = torch.prod(boxes_a[:, 2:], 1)
-    area_b = torch.prod(boxes_b[:, 2:], 1)
-    overlaps = (top_left < bottom_right).to(top_left.dtype).prod(dim=2)
-    inter = torch.prod(bottom_right - top_left, 2) * overlaps
-    return inter / (area_a[:, None] + area_b - inter)
+    a = boxes_a.unsqueeze(-2)  # (..., G, 1, 4)
+    b = boxes_b.unsqueeze(-3)  # (..., 1, N, 4)
+    top_left = torch.max(a[..., :2] - a[..., 2:] / 2, b[..., :2] - b[..., 2:] / 2)
+    bottom_right = torch.min(a[..., :2] + a[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2)
+    area_a = torch.prod(boxes_a[..., 2:], -1)
+    area_b = torch.prod(boxes_b[..., 2:], -1)
+    overlaps = (top_left < bottom_right).to(top_left.dtype).prod(dim=-1)
+    inter = torch.prod(bottom_right - top_left, -1) * overlaps
+    return inter / (area_a.unsqueeze(-1) + area_b.unsqueeze(-2) - inter)
 
 
 def classification_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor) -> Tensor:
@@ -459,19 +461,9 @@ def simota_assign_batch(
     gt_classes = gt_classes.long()
     centers = anchor_centers.float()
 
-    # geometry constraint, as geometry_constraint() per frame: (N, G, A)
-    ax = centers[:, 0].view(1, 1, -1)
-    ay = centers[:, 1].view(1, 1, -1)
-    dist = anchor_strides.float().view(1, 1, -1) * center_radius
-    cx = gt_boxes[:, :, 0:1]
-    cy = gt_boxes[:, :, 1:2]
-    near = (
-        ((ax - (cx - dist)) > 0.0)
-        & (((cx + dist) - ax) > 0.0)
-        & ((ay - (cy - dist)) > 0.0)
-        & (((cy + dist) - ay) > 0.0)
-    ) & gt_valid.unsqueeze(2)
-    candidate = near.any(dim=1)  # (N, A)
+    candidate, near = geometry_constraint(centers, anchor_strides.float(), gt_boxes[..., :2], center_radius)
+    near = near & gt_valid.unsqueeze(2)  # (N, G, A)
+    candidate = near.any(dim=1)  # (N, A): near a VALID gt
 
     # candidates first, in ascending anchor order, into K slots
     budget = num_anchors if num_levels is None else min(num_anchors, candidate_budget(num_gt, num_levels,
@@ -489,16 +481,7 @@ def simota_assign_batch(
     width = in_slot.shape[1]
     usable = in_slot.unsqueeze(1) & gt_valid.unsqueeze(2)  # (N, G, K) pairs the reference computes
 
-    # pairwise IoU, as pairwise_iou() per frame: (N, G, K)
-    top_left = torch.max(gt_boxes[:, :, None, :2] - gt_boxes[:, :, None, 2:] / 2,
-                         (pred[:, :, :2] - pred[:, :, 2:] / 2).unsqueeze(1))
-    bottom_right = torch.min(gt_boxes[:, :, None, :2] + gt_boxes[:, :, None, 2:] / 2,
-                             (pred[:, :, :2] + pred[:, :, 2:] / 2).unsqueeze(1))
-    area_gt = torch.prod(gt_boxes[:, :, 2:], 2)
-    area_pred = torch.prod(pred[:, :, 2:], 2)
-    overlaps = (top_left < bottom_right).to(top_left.dtype).prod(dim=3)
-    inter = torch.prod(bottom_right - top_left, 3) * overlaps
-    ious = inter / (area_gt[:, :, None] + area_pred[:, None, :] - inter)
+    ious = pairwise_iou(gt_boxes, pred)  # (N, G, K)
     ious = torch.where(usable, ious, torch.zeros((), device=device))
 
     table = class_cost_table(cls_c, obj_c)  # (N, K, C)
