@@ -357,14 +357,11 @@ def detect_recordings(
 
 
 def _first_time_and_windows(reader, window_us: int) -> tuple[int, int]:
-    """First event time (µs) and number of grid windows up to the last event (streams timestamps once)."""
-    first = last = None
-    for chunk in reader.iter_chunks():
-        if len(chunk):
-            first = int(chunk.t[0]) if first is None else first
-            last = int(chunk.t[-1])
-    if first is None:
+    """First event time (µs) and number of grid windows up to the last event (:meth:`EventReader.time_range`)."""
+    span = reader.time_range()
+    if span is None:
         return 0, 0
+    first, last = span
     first_end = next(grid_window_ends(first, window_us))
     return first, (last - first_end) // window_us + 2  # windows whose start (end - window_us) is <= the last event
 

@@ -263,7 +263,7 @@ class YOLOXLoss:
         # Per-anchor terms, kept only for positives. Boxes of the other anchors are replaced by a unit box before
         # the IoU (torch.where passes no gradient to them), so that no inf/NaN of an unassigned prediction reaches
         # the sums or the gradients.
-        unit_box = torch.tensor([0.5, 0.5, 1.0, 1.0], device=raw.device)
+        unit_box = torch.cat((raw.new_full((2,), 0.5), raw.new_ones(2)))  # [0.5, 0.5, 1, 1], made on the device
         matched_gt = torch.gather(gt_boxes, 1, assignment.matched_gt_index.unsqueeze(2).expand(-1, -1, 4))
         matched_gt = torch.where(fg.unsqueeze(2), matched_gt, unit_box)
         pred_pos = torch.where(fg.unsqueeze(2), pred_boxes, unit_box)

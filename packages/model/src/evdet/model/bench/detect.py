@@ -43,25 +43,16 @@ WINDOW_US = 50_000
 
 
 def _recording_windows(recording: Path, width: int, height: int, windows: int) -> tuple[list, HistogramConfig]:
-    """The events of the first ``windows`` 50 ms windows of ``recording`` (``(t_end_us, Events)`` pairs, as
-    ``evdet-detect`` iterates them) and the histogram settings for a ``width x height`` model input."""
+    """The events of the first ``windows`` 50 ms windows of ``recording`` (``(t_end_us, Events)`` pairs,
+    :func:`evdet.model.bench.representation.read_windows`) and the histogram settings for a ``width x height``
+    model input (those of ``evdet-detect``)."""
     from evdet.data.readers import open_recording
-    from evdet.data.windows import grid_window_ends, iter_window_events
+    from evdet.model.bench.representation import read_windows
     from evdet.model.detect import histogram_config, input_scale_factor
 
-    found = []
     with open_recording(recording) as reader:
-        factor = input_scale_factor(reader.width, reader.height, width, height)
-        config = histogram_config(None, factor)
-        first_t = next((int(chunk.t[0]) for chunk in reader.iter_chunks() if len(chunk)), None)
-        if first_t is None:
-            raise ValueError(f"--recording {recording}: no events")
-        ends = grid_window_ends(first_t, config.window_us)
-        for window in iter_window_events(reader.iter_chunks(), ends, config.window_us, reader.width, reader.height,
-                                         stop_at_stream_end=True):
-            found.append(window)
-            if len(found) >= windows:
-                break
+        config = histogram_config(None, input_scale_factor(reader.width, reader.height, width, height))
+    found, _, _ = read_windows(recording, windows, config.window_us)
     if not found:
         raise ValueError(f"--recording {recording}: no 50 ms window with events")
     return found, config
