@@ -153,11 +153,11 @@ def test_hdf5_suffix_is_accepted(tmp_path, etram_h5):
 
 
 def test_unknown_suffix_names_file_and_supported(tmp_path):
-    path = tmp_path / "recording.raw"
+    path = tmp_path / "recording.bin"
     path.write_bytes(b"\x00" * 16)
-    with pytest.raises(RecordingError, match="recording.raw") as err:
+    with pytest.raises(RecordingError, match="recording.bin") as err:
         open_recording(path)
-    for suffix in (".dat", ".h5", ".hdf5", ".aedat4"):
+    for suffix in (".dat", ".h5", ".hdf5", ".aedat4", ".raw"):
         assert suffix in str(err.value)
     assert isinstance(err.value, ValueError)
 

@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="print a recording's summary as JSON")
-    info.add_argument("file", help="recording (.dat, _td.h5/.hdf5, .aedat4)")
+    info.add_argument("file", help="recording (.dat, _td.h5/.hdf5, .aedat4, .raw EVT 2.0/3.0)")
 
     synth = sub.add_parser("synth", help="write the SYNTHETIC eTraM-layout dataset")
     synth.add_argument("out", help="output folder")
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     hist = sub.add_parser("histogram", help="stacked histograms of a recording for given window end times")
-    hist.add_argument("recording", help="recording (.dat, _td.h5/.hdf5, .aedat4)")
+    hist.add_argument("recording", help="recording (.dat, _td.h5/.hdf5, .aedat4, .raw)")
     hist.add_argument("--end-us", required=True, help="window end times in µs, comma-separated (output keeps the order)")
     hist.add_argument("--output", required=True, help="output .npy: (N, 2*bins, H/k, W/k) uint8")
     hist.add_argument("--on-bad-events", choices=("error", "drop"), default="error",

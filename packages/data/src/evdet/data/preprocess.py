@@ -1,8 +1,8 @@
 """``evdet-data preprocess``: raw recordings + labels (eTraM layout) -> representation shards, as the reference does.
 
-Input, per split folder ``<src>/<split>/``: recordings ``<name>_td.h5`` (eTraM; ``_td.hdf5`` and Prophesee
-``_td.dat`` are accepted too) each with its labels ``<name>_bbox.npy``. Output: one shard ``<out>/<split>/<name>.h5``
-per recording (:mod:`evdet.data.shards`, ``docs/architecture.md``).
+Input, per split folder ``<src>/<split>/``: recordings ``<name>_td.h5`` (eTraM; ``_td.hdf5``, Prophesee ``_td.dat``
+and Prophesee RAW ``_td.raw`` (EVT 2.0 / EVT 3.0) are accepted too) each with its labels ``<name>_bbox.npy``.
+Output: one shard ``<out>/<split>/<name>.h5`` per recording (:mod:`evdet.data.shards`, ``docs/architecture.md``).
 
 Per recording, following eTraM's RVT preprocessing (``rvt_eTram/scripts/genx/preprocess_dataset.py``; RVT,
 Gehrig & Scaramuzza, CVPR 2023, Sec. 4.1):
@@ -25,7 +25,7 @@ x1000 would spread them over it, are one :class:`~evdet.data.labels.LabelError` 
 ranges and the likely unit mistake (labels in ns, ms or s instead of µs).
 
 Inputs of a split folder that do not pair up (``<name>_bbox.npy`` without a recording, a recording without its
-labels, a recording file not named ``<name>_td.h5|.hdf5|.dat``) are skipped and listed in one warning line (and in
+labels, a recording file not named ``<name>_td.h5|.hdf5|.dat|.raw``) are skipped and listed in one warning line (and in
 the report under ``unpaired``); ``strict=True`` (``--strict``) makes them one error before anything is written.
 
 Shards are written to ``<name>.h5.tmp`` and renamed when complete (Ctrl-C removes the ``.tmp``: ``should_stop`` is
@@ -83,10 +83,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: File-name endings of recordings picked up in a split folder; the part before is the sequence name.
-RECORDING_SUFFIXES = ("_td.h5", "_td.hdf5", "_td.dat")
+RECORDING_SUFFIXES = ("_td.h5", "_td.hdf5", "_td.dat", "_td.raw")
 _LABEL_SUFFIX = "_bbox.npy"
 #: Suffixes of event files (any reader); one of them without a :data:`RECORDING_SUFFIXES` ending is misnamed.
-_EVENT_FILE_SUFFIXES = (".h5", ".hdf5", ".dat", ".aedat4")
+_EVENT_FILE_SUFFIXES = (".h5", ".hdf5", ".dat", ".aedat4", ".raw")
 #: Version of the ``fingerprint`` shard attribute (:func:`sequence_fingerprint`).
 FINGERPRINT_VERSION = 1
 #: Bytes hashed at the start and at the end of a recording for its fingerprint (the whole file when smaller).

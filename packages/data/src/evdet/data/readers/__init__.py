@@ -2,13 +2,15 @@
 
 :func:`open_recording` picks the reader by file suffix (``docs/architecture.md``, "Readers"):
 
-==================  ==================  ======================================
-suffix              ``format``          reader
-==================  ==================  ======================================
-``.dat``            ``prophesee-dat``   :class:`~evdet.data.readers.dat.DatReader`
-``.h5``, ``.hdf5``  ``etram-hdf5``      :class:`~evdet.data.readers.hdf5.Hdf5Reader`
-``.aedat4``         ``aedat4``          :class:`~evdet.data.readers.aedat4.Aedat4Reader`
-==================  ==================  ======================================
+==================  ======================  ======================================
+suffix              ``format``              reader
+==================  ======================  ======================================
+``.dat``            ``prophesee-dat``       :class:`~evdet.data.readers.dat.DatReader`
+``.h5``, ``.hdf5``  ``etram-hdf5``          :class:`~evdet.data.readers.hdf5.Hdf5Reader`
+``.aedat4``         ``aedat4``              :class:`~evdet.data.readers.aedat4.Aedat4Reader`
+``.raw``            ``prophesee-raw-evt2``, :class:`~evdet.data.readers.raw.RawReader` (Prophesee RAW)
+                    ``prophesee-raw-evt3``
+==================  ======================  ======================================
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from evdet.data.readers.aedat4 import Aedat4Reader
 from evdet.data.readers.base import BAD_EVENT_POLICIES, DEFAULT_MAX_EVENTS, BadEventLog, EventReader, RecordingError
 from evdet.data.readers.dat import DatReader
 from evdet.data.readers.hdf5 import Hdf5Reader
+from evdet.data.readers.raw import RawReader
 
 __all__ = [
     "BAD_EVENT_POLICIES",
@@ -30,6 +33,7 @@ __all__ = [
     "DatReader",
     "EventReader",
     "Hdf5Reader",
+    "RawReader",
     "RecordingError",
     "open_recording",
 ]
@@ -40,6 +44,7 @@ READERS_BY_SUFFIX: dict[str, type[EventReader]] = {
     ".h5": Hdf5Reader,
     ".hdf5": Hdf5Reader,
     ".aedat4": Aedat4Reader,
+    ".raw": RawReader,
 }
 
 
@@ -47,7 +52,8 @@ def open_recording(path: str | os.PathLike[str], on_bad_events: str = "error") -
     """Open an event recording read-only with the reader for its suffix (matched case-insensitively).
 
     Args:
-        path: a ``.dat`` (Prophesee DAT v2), ``.h5``/``.hdf5`` (eTraM ``_td.h5``) or ``.aedat4`` file.
+        path: a ``.dat`` (Prophesee DAT v2), ``.h5``/``.hdf5`` (eTraM ``_td.h5``), ``.aedat4`` or ``.raw``
+            (Prophesee EVT 2.0 / EVT 3.0) file.
         on_bad_events: ``error`` (raise at the first event out of range or out of time order) or ``drop``
             (remove them; counted in ``reader.bad_events``), see :data:`BAD_EVENT_POLICIES`.
 
