@@ -93,7 +93,7 @@ def to_container(cfg: DictConfig) -> dict:
 _SHARDS = ("the folder of preprocessed shards (the output of evdet-data preprocess: train/ val/ test/ with "
            "<name>.h5) or s3://bucket/prefix")
 #: Files of a raw (not preprocessed) dataset: eTraM / Prophesee recordings and their labels, other sensors' files.
-_RAW_SUFFIXES = ("_td.h5", "_td.hdf5", "_td.dat", ".dat", ".aedat4", "_bbox.npy")
+_RAW_SUFFIXES = ("_td.h5", "_td.hdf5", "_td.dat", ".dat", "_td.raw", ".raw", ".aedat4", "_bbox.npy")
 
 
 def compose_checked(overrides: Sequence[str] = (), *, for_training: bool = True) -> DictConfig:
