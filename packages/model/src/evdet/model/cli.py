@@ -10,6 +10,10 @@
 - ``evdet-model import-rvt FILE --model rvt_tiny|rvt_small|rvt_base [overrides] --output evdet.ckpt [--overwrite]``:
   weights of the reference RVT implementation (state_dict or Lightning ``.ckpt``) as an evdet checkpoint
   (:mod:`evdet.model.rvt_import`).
+- ``evdet-model export CHECKPOINT --format onnx --output model.onnx [--height H --width W] [--overwrite]``: one
+  streaming step (histogram and LSTM states in, decoded predictions and new states out) as an ONNX graph with the
+  evdet settings in its metadata (:mod:`evdet.model.onnx_export`, docs/onnx.md); prints one JSON object (path, opset,
+  inputs / outputs with shapes, size_bytes, max_abs_diff of onnxruntime vs torch on a random step).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evdet.model.config import compose_checked, list_experiments, to_container
 from evdet.model.detect import check_device, check_run_flags
+from evdet.model.onnx_export import EXPORT_FORMATS, export_checkpoint
 from evdet.model.predict import predict_shards
 from evdet.model.rvt_import import write_imported_checkpoint
 from evdet.model.summary import format_lstm_table, format_markdown_table, format_summary, lstm_cell_counts, summarize
@@ -65,7 +70,16 @@ def _import_rvt(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-_COMMANDS = {"summary": _summary, "predict": _predict, "import-rvt": _import_rvt}
+def _export(args: argparse.Namespace, overrides: list[str]) -> int:
+    if overrides:
+        raise ValueError(f"export takes no Hydra overrides (the checkpoint holds the config): {overrides}")
+    report = export_checkpoint(args.checkpoint, args.output, export_format=args.format, height=args.height,
+                               width=args.width, overwrite=args.overwrite)
+    print(json.dumps(report))
+    return 0
+
+
+_COMMANDS = {"summary": _summary, "predict": _predict, "import-rvt": _import_rvt, "export": _export}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--model", required=True, choices=("rvt_tiny", "rvt_small", "rvt_base"), help="evdet preset")
     imp.add_argument("--output", type=Path, required=True, help="evdet checkpoint to write")
     imp.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    export = sub.add_parser(
+        "export",
+        help="checkpoint -> ONNX streaming step (docs/onnx.md)",
+        usage="evdet-model export CHECKPOINT --format onnx --output model.onnx [--height H --width W] [--overwrite]",
+        description="Export one streaming step of a checkpoint's detector (histogram and LSTM states in, decoded "
+        "predictions and new states out) as ONNX with the evdet settings in its metadata_props.",
+    )
+    export.add_argument("checkpoint", type=Path, help="evdet checkpoint (evdet-train or evdet-model import-rvt)")
+    export.add_argument("--format", required=True, help=f"export format: {', '.join(EXPORT_FORMATS)}")
+    export.add_argument("--output", type=Path, required=True, help="file to write (model.onnx)")
+    export.add_argument("--height", type=int, default=None,
+                        help="graph input height in px, a multiple of the detector's input multiple (default: the "
+                             "run's dataset.height rounded up to it, 360 -> 384)")
+    export.add_argument("--width", type=int, default=None, help="graph input width in px (as --height)")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     args, overrides = parser.parse_known_args(argv)
     try:
         return _COMMANDS[args.command](args, overrides)

@@ -10,6 +10,9 @@ size (1280x720 with a 640x360 model: k = 2); the detector pads to its required m
 - ``NAME_bbox.npy``: Prophesee box array (``t`` = window end in µs, x, y, w, h in sensor px,
   ``class_confidence`` = score as configured in ``dataset.evaluation.score``, ``class_id``, ``track_id`` 0);
 - ``NAME_XXXXXX.png``: detections drawn over event frames for evenly spaced windows (``XXXXXX`` = window index);
+- ``NAME_detections.mp4`` (``--video``): the same overlay for every window, with a time stamp, at real-time speed
+  (1 frame per window: 20 fps); H.264, else MPEG-4 Part 2, else an animated ``NAME_detections.gif``
+  (:mod:`evdet.model.detection_video`; ``--video-format`` picks mp4 or gif);
 - ``NAME_detect.json``: counts and the latency per 50 ms window (representation + model), also printed;
 - ``.evdet-manifest.json``: the files this run wrote (:mod:`evdet.data.output_folder`).
 
@@ -25,6 +28,12 @@ when the folder holds files that run did not write. Outputs appear only when eve
 staging folder is moved into place); an error or Ctrl-C leaves the folder as it was. Flags are checked before
 anything is loaded or written: ``--device cuda`` without CUDA, ``--max-windows`` / ``--max-images`` out of range,
 ``--confidence`` / ``--nms`` outside [0, 1] are one line naming the flag, exit 2.
+
+Engines (``--engine``, :mod:`evdet.model.detect_engines`): ``torch`` runs a checkpoint, ``onnxruntime`` an ``.onnx``
+file of ``evdet-model export`` (docs/onnx.md); without the flag the engine follows the file, and a flag that does
+not fit the file is one error. Both write the same files through the same post-processing; the report's ``engine``
+says which ran. An ONNX model has a fixed input size: a recording whose histogram does not pad to it is one error
+naming both sizes.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import math
 import sys
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +56,14 @@ from evdet.data.output_folder import OutputFolder, check_output_folder
 from evdet.data.readers import RecordingError, open_recording
 from evdet.data.representation import HistogramConfig, stacked_histogram
 from evdet.data.windows import grid_window_ends, iter_window_events
-from evdet.model.checkpoint import load_module
-from evdet.model.datamodule import dataset_classes
+from evdet.model.detection_video import (DetectionVideoWriter, VideoChoice, available_video_encoders,
+                                         choose_video_format, video_file_name)
 from evdet.model.detections import detections_to_boxes
-from evdet.model.streaming import StreamingDetector
+from evdet.model.detect_engines import ENGINES, default_device, load_detector, resolve_engine
+from evdet.model.onnx_engine import onnx_providers
 
-__all__ = ["check_device", "check_run_flags", "detect_recording", "detect_recordings", "input_scale_factor",
-           "output_names", "render_detections", "main"]
+__all__ = ["check_device", "check_run_flags", "detect_recording", "detect_recordings", "detection_overlay",
+           "input_scale_factor", "output_names", "render_detections", "main"]
 
 #: Tool name recorded in the output folder's manifest.
 TOOL = "evdet-detect"
@@ -179,14 +190,30 @@ def histogram_config(eval_info: dict | None, factor: int) -> HistogramConfig:
 def render_detections(
     histogram: np.ndarray, boxes: np.ndarray, factor: int, class_names: list[str], path: Path
 ) -> None:
-    """Draw ``boxes`` (BBOX_DTYPE, sensor px) over an event frame and save a PNG.
+    """Save the overlay of one window (:func:`detection_overlay`) as a PNG at ``path`` (folder created).
+
+    Args:
+        histogram, boxes, factor, class_names: as :func:`detection_overlay`.
+        path: output PNG path.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    detection_overlay(histogram, boxes, factor, class_names).save(path)
+
+
+def detection_overlay(histogram: np.ndarray, boxes: np.ndarray, factor: int, class_names: list[str]) -> Image.Image:
+    """Draw ``boxes`` (BBOX_DTYPE, sensor px) over an event frame: the PNG overlays and the video frames.
+
+    Pixels with an OFF event in the window are red, with only ON events blue, others white; each box is outlined
+    in its class colour with ``<class name> <score>`` above it.
 
     Args:
         histogram: ``(2 * bins, H, W)`` uint8 stacked histogram (polarity-major channels).
         boxes: detections of this window in sensor pixels.
         factor: representation-to-sensor scale (the frame is enlarged by it).
         class_names: names indexed by ``class_id``.
-        path: output PNG path.
+
+    Returns:
+        RGB image of ``W * factor`` x ``H * factor`` px.
     """
     bins = histogram.shape[0] // 2
     off = histogram[:bins].sum(0, dtype=np.int32)
@@ -203,8 +230,7 @@ def render_detections(
         cid = int(b["class_id"])
         name = class_names[cid] if cid < len(class_names) else str(cid)
         draw.text((x0 + 2, max(0.0, y0 - 11)), f"{name} {float(b['class_confidence']):.2f}", fill=colour)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    return image
 
 
 @torch.no_grad()
@@ -220,6 +246,8 @@ def detect_recording(
     device: str = "cpu",
     name: str | None = None,
     report_dir: Path | None = None,
+    video: VideoChoice | None = None,
+    engine: str | None = None,
 ) -> dict:
     """Detect objects in every 50 ms window of ``recording`` and write the outputs described in the module doc.
 
@@ -227,7 +255,7 @@ def detect_recording(
     CLI) add the output-folder protection and unique names.
 
     Args:
-        checkpoint: Lightning checkpoint from ``evdet-train``.
+        checkpoint: Lightning checkpoint from ``evdet-train``, or an ``.onnx`` file of ``evdet-model export``.
         recording: ``.dat``, ``_td.h5`` / ``.h5`` or ``.aedat4`` file.
         output_dir: directory for the box array, PNGs and the JSON report (created).
         confidence_threshold: minimum objectness x class probability of a kept detection, in [0, 1] (the
@@ -239,27 +267,31 @@ def detect_recording(
         name: output name ``NAME`` of the files (default: the file name up to its first dot).
         report_dir: the folder the report's paths name (default ``output_dir``; :func:`detect_recordings` writes
             into a staging folder that is moved there afterwards).
+        video: write the detection video ``NAME_detections.mp4`` / ``.gif`` in this format
+            (:func:`evdet.model.detection_video.choose_video_format`); ``None``: no video.
+        engine: ``torch``, ``onnxruntime`` or None (from the model file: :mod:`evdet.model.detect_engines`).
 
     Returns:
-        The report dict (also written as ``NAME_detect.json``).
+        The report dict (also written as ``NAME_detect.json``; ``video``: the video's file, frames, fps, codec and
+        the time rendering and encoding took per window, or ``None``).
 
     Raises:
         RecordingError: unreadable recording (message names the file).
-        FileNotFoundError / ValueError: missing or unreadable checkpoint; a count or threshold out of range (names
-            the parameter).
+        FileNotFoundError / ValueError: missing or unreadable checkpoint or ONNX model; a count or threshold out of
+            range (names the parameter); an engine that does not fit the model file; an ONNX model whose fixed input
+            size does not fit the recording's histogram (names both sizes).
     """
     check_run_flags(max_windows=max_windows, max_images=max_images, confidence=confidence_threshold,
                     nms=nms_threshold)
-    module, config = load_module(checkpoint, device)
-    model = module.model
-    ds, val = config["dataset"], config["validation"]
-    nms = float(val["nms_threshold"]) if nms_threshold is None else float(nms_threshold)
-    class_names = list(dataset_classes(ds).class_names)
-    score = str(ds.get("evaluation", {}).get("score", "class_conf"))
+    detector = load_detector(checkpoint, engine, device, confidence_threshold, nms_threshold)
+    class_names, score = detector.class_names, detector.score
 
-    with open_recording(recording) as reader:
-        factor = input_scale_factor(reader.width, reader.height, int(ds["width"]), int(ds["height"]))
-        hist = histogram_config(module.eval_info, factor)
+    with open_recording(recording) as reader, ExitStack() as cleanup:
+        factor = input_scale_factor(reader.width, reader.height, detector.model_width, detector.model_height)
+        hist = histogram_config(detector.eval_info, factor)
+        hist_w, hist_h = hist.size(reader.width, reader.height)
+        detector.check_histogram_size(hist_h, hist_w, f"the histogram of {recording} ({reader.width}x"
+                                      f"{reader.height} sensor / {factor})")
         window_us = hist.window_us
         info = {"format": reader.format, "width": reader.width, "height": reader.height}
         first_t, n_windows = _first_time_and_windows(reader, window_us)
@@ -270,8 +302,11 @@ def detect_recording(
         shown_dir = Path(report_dir) if report_dir is not None else Path(output_dir)
         all_boxes: list[np.ndarray] = []
         latencies_ms: list[float] = []
-        streaming = StreamingDetector(model, device, confidence_threshold, nms)
+        streaming = detector.streaming
         images: list[str] = []
+        video_writer = None if video is None else cleanup.enter_context(  # deletes its file on an error
+            DetectionVideoWriter(Path(output_dir) / video_file_name(stem, video), video, window_us))
+        video_ms: list[float] = []
         windows = iter_window_events(reader.iter_chunks(), grid_window_ends(first_t, window_us), window_us,
                                      reader.width, reader.height, stop_at_stream_end=True)
         for index, (t_end, events) in enumerate(windows):
@@ -286,10 +321,22 @@ def detect_recording(
             boxes = _clip_to_sensor(detections_to_boxes(dets, t_end, scale=factor, score=score), reader.width,
                                     reader.height)
             all_boxes.append(boxes)
+            if video_writer is not None:
+                drawn = time.perf_counter()
+                overlay = detection_overlay(histogram, boxes, factor, class_names)
+                video_writer.write(overlay, t_end, index)
+                video_ms.append((time.perf_counter() - drawn) * 1e3)
             if index in image_at:
                 png = Path(output_dir) / f"{stem}_{index:06d}.png"
-                render_detections(histogram, boxes, factor, class_names, png)
+                if video_writer is not None:
+                    overlay.save(png)
+                else:
+                    render_detections(histogram, boxes, factor, class_names, png)
                 images.append(str(shown_dir / png.name))
+    video_entry = None if video_writer is None else {**video_writer.close(), "ms_per_window": round(
+        float(np.mean(video_ms)) if video_ms else 0.0, 3)}
+    if video_entry is not None and video_entry["path"] is not None:
+        video_entry["path"] = str(shown_dir / Path(video_entry["path"]).name)
     boxes = np.concatenate(all_boxes) if all_boxes else np.zeros(0, dtype=BBOX_DTYPE)
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -300,7 +347,7 @@ def detect_recording(
         "name": stem,
         **info,
         "scale_factor": factor,
-        "model_input": [int(ds["height"]), int(ds["width"])],
+        "model_input": [detector.model_height, detector.model_width],
         "windows": len(latencies_ms),
         "detections": int(len(boxes)),
         "confidence_threshold": confidence_threshold,
@@ -311,8 +358,10 @@ def detect_recording(
             "max": round(float(lat.max()), 3),
         },
         "device": device,
+        "engine": detector.engine,
         "boxes": str(shown_dir / box_path.name),
         "images": images,
+        "video": video_entry,
     }
     (out_dir / f"{stem}_detect.json").write_text(json.dumps(report, indent=2))
     return report
@@ -337,8 +386,8 @@ def detect_recordings(
         recordings: recordings, in order.
         output_dir: the output folder.
         overwrite: replace the outputs of an earlier ``evdet-detect`` run in ``output_dir``.
-        **options: ``confidence_threshold``, ``nms_threshold``, ``max_images``, ``max_windows``, ``device`` of
-            :func:`detect_recording`.
+        **options: ``confidence_threshold``, ``nms_threshold``, ``max_images``, ``max_windows``, ``device``,
+            ``video`` of :func:`detect_recording`.
 
     Returns:
         One report per recording (paths name ``output_dir``).
@@ -377,7 +426,8 @@ def _clip_to_sensor(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point ``evdet-detect CHECKPOINT RECORDING [RECORDING ...] --output DIR [--overwrite]``.
+    """Console entry point ``evdet-detect CHECKPOINT RECORDING [RECORDING ...] --output DIR [--overwrite]
+    [--video [--video-format mp4|gif]]``.
 
     Returns:
         0 on success; 2 on an input error, a flag out of range or a non-empty output folder (one line on stderr,
@@ -385,8 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         left as it was).
     """
     parser = argparse.ArgumentParser(prog="evdet-detect", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path, help="Lightning checkpoint written by evdet-train")
-    parser.add_argument("recordings", type=Path, nargs="+", help=".dat, .h5 or .aedat4 event recordings")
+    parser.add_argument("checkpoint", type=Path,
+                        help="Lightning checkpoint written by evdet-train, or an .onnx file of evdet-model export")
+    parser.add_argument("recordings", type=Path, nargs="+", help=".dat, .h5, .aedat4 or .raw (EVT 2.0 / 3.0) event recordings")
     parser.add_argument("--output", type=Path, required=True,
                         help="output directory: missing or empty, or an earlier evdet-detect output with --overwrite")
     parser.add_argument("--overwrite", action="store_true",
@@ -395,16 +446,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nms", type=float, default=None, help="NMS IoU threshold in [0, 1] (default: the run's)")
     parser.add_argument("--max-images", type=int, default=8, help="PNG overlays per recording, >= 0 (default 8)")
     parser.add_argument("--max-windows", type=int, default=None, help="stop after N >= 1 windows")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu, cuda or cuda:N (default: cuda when available)")
+    parser.add_argument("--video", action="store_true",
+                        help="also write NAME_detections.mp4: the overlay of every window, real-time speed")
+    parser.add_argument("--video-format", default=None,
+                        help="mp4 or gif (default: mp4 when PyAV has an H.264 or MPEG-4 encoder, else gif)")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda or cuda:N (default: cuda when the engine can use it here)")
+    parser.add_argument("--engine", choices=ENGINES, default=None,
+                        help="torch (checkpoints) or onnxruntime (.onnx files); default: the model file's")
     args = parser.parse_args(argv)
     try:
         check_run_flags(confidence=args.confidence, nms=args.nms, max_images=args.max_images,
                         max_windows=args.max_windows)
-        check_device(args.device)
+        engine = resolve_engine(args.checkpoint, args.engine)
+        args.device = default_device(engine) if args.device is None else args.device
+        if engine == "onnxruntime":
+            onnx_providers(args.device)
+        else:
+            check_device(args.device)
+        if args.video_format is not None and not args.video:
+            raise ValueError(f"--video-format {args.video_format}: only with --video (write a detection video)")
+        video = choose_video_format(args.video_format, available_video_encoders()) if args.video else None
         reports = detect_recordings(args.checkpoint, args.recordings, args.output, overwrite=args.overwrite,
                                     confidence_threshold=args.confidence, nms_threshold=args.nms,
-                                    max_images=args.max_images, max_windows=args.max_windows, device=args.device)
+                                    max_images=args.max_images, max_windows=args.max_windows, device=args.device,
+                                    video=video, engine=engine)
     except (RecordingError, FileNotFoundError, ValueError) as exc:
         print(f"evdet-detect: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
