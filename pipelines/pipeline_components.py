@@ -10,7 +10,7 @@ SubprocessRunner runs the same components in the current Python environment (``p
 import os
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 #: Container images per component; ``EVDET_IMAGE_REGISTRY`` / ``EVDET_IMAGE_TAG`` select them at compile time.
 _REGISTRY = os.environ.get("EVDET_IMAGE_REGISTRY", "evdet")
@@ -85,7 +85,8 @@ def evaluate(
 ) -> str:
     """Detections at every object frame of one split (``evdet-model predict``: detections, ground truth and
     ``detections.json``), then the reference Prophesee protocol (``evdet-eval prophesee``; protocol, classes and
-    frame size from ``detections.json``) written as ``experiment_results.json``; copied to the store when set."""
+    frame size from ``detections.json``) written as ``experiment_results.json``, then the run report (``evdet-report
+    run``: ``report/README.md``, ``confusion_matrices/``, ``plots/``); all copied to the store's run folder when set."""
     import json
     import os
     import subprocess
@@ -104,12 +105,19 @@ def evaluate(
          "--config", os.path.join(model.path, "config.yaml"), "--experiment", run["experiment"]],
         check=True,
     )
+    report = os.path.join(results.path, "report")
+    subprocess.run(["evdet-report", "run", model.path, "--results", results_file, "--split", split, "--output", report],
+                   check=True)
     if store_uri:
         prefix = f"experiments/{run['experiment']}/{run['run_id']}"
         for name in ("experiment_results.json", "confusion_matrix.csv"):
             subprocess.run(["evdet-data", "store", "put", "--store", store_uri, os.path.join(results.path, name),
                             f"{prefix}/{name}"], check=True)
         subprocess.run(["evdet-data", "store", "put", "--store", store_uri, detections, f"{prefix}/detections/{split}"], check=True)
+        for name in ("README.md", "confusion_matrices", "plots"):
+            if os.path.exists(os.path.join(report, name)):
+                subprocess.run(["evdet-data", "store", "put", "--store", store_uri, os.path.join(report, name),
+                                f"{prefix}/{name}"], check=True)
     with open(results_file) as f:
         values = json.load(f)["metrics"]
     for key in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L"):
@@ -143,3 +151,33 @@ def detect(recordings: list, store_uri: str, model: Input[Model], detections: Ou
     reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     detections.metadata["detections"] = sum(r["detections"] for r in reports)
     return json.dumps(reports)
+
+
+@dsl.component(base_image=EVAL_IMAGE, install_kfp_package=False)
+def compare_report(store_uri: str, experiments: list, baseline: str, reports_prefix: str, report: Output[Artifact],
+                   page: Output[HTML]) -> str:
+    """``evdet-report compare --store STORE --experiments A,B,C``: the newest run of each experiment side by side
+    (``compare.md``, self-contained ``compare.html``, ``figures/``) as the ``report`` artifact, the HTML page also as
+    the ``page`` artifact (shown by the Kubeflow UI), and copied to ``STORE/<reports_prefix>/compare-<UTC time>/``
+    (``reports_prefix`` empty: not copied). ``baseline`` (empty: the first experiment) is passed as ``--baseline``."""
+    import json
+    import shutil
+    import subprocess
+    from datetime import datetime, timezone
+
+    cmd = ["evdet-report", "compare", "--store", store_uri, "--experiments", ",".join(str(e) for e in experiments),
+           "--output", report.path]
+    if baseline:
+        cmd += ["--baseline", baseline]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    print(result.stderr[-4000:])
+    result.check_returncode()
+    written = json.loads(result.stdout.strip().splitlines()[-1])
+    shutil.copyfile(written["html"], page.path)
+    if reports_prefix:
+        key = f"{reports_prefix.strip('/')}/compare-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+        subprocess.run(["evdet-data", "store", "put", "--store", store_uri, report.path, key], check=True)
+        written["store_uri"] = f"{store_uri.rstrip('/')}/{key}"
+    report.metadata.update({"runs": written["runs"], "baseline": written["baseline"],
+                            "store_uri": written.get("store_uri", "")})
+    return json.dumps(written)

@@ -50,6 +50,7 @@ def print_summary(store: Path, experiment: str, run_id: str, elapsed_s: float) -
     print(f"results: {prefix}")
     print(f"  checkpoints: {prefix / 'checkpoints'}")
     print(f"  metrics:     {prefix / 'experiment_results.json'}")
+    print(f"  report:      {prefix / 'README.md'} (figures in confusion_matrices/, plots/)")
     print(f"  detections:  {prefix / 'detect'}")
     print("-" * 72)
     protocol = metrics["protocol"]

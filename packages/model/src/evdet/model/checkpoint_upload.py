@@ -5,7 +5,8 @@ fit. Each new or rewritten ``*.ckpt`` (the team's names ``epoch=000-step=71612-v
 val AP, and ``last.ckpt``, the latest state written every ``checkpoint.every_n_steps`` steps) is copied to a staging
 folder in the main thread (so a later rewrite of ``last.ckpt`` cannot tear the upload) and uploaded by one background
 thread to ``experiments/<experiment>/<run_id>/checkpoints/<name>``. Watched run files (``config.yaml``, ``run.json``
-and ``logs/metrics.csv`` by default) go up the same way, beside ``checkpoints/``, whenever they change. The staged
+and ``logs/metrics.csv`` by default) and the files of watched folders (``confusion/``: one confusion matrix per
+validation) go up the same way, beside ``checkpoints/``, whenever they change. The staged
 copy is deleted only when the store confirms the object (its size matches); the store retries transient failures with
 exponential backoff and uses multipart for large files (:class:`evdet.data.storage.S3Store`). An upload that still
 fails (the store was down for longer than its retries) is tried again at a later scan, at most every
@@ -39,7 +40,7 @@ from lightning.pytorch.callbacks import Callback
 
 from evdet.data.storage import Store, StoreError, run_prefix
 
-__all__ = ["CheckpointUploader", "UploadFailure", "RESULT_PATTERNS", "WATCHED_FILES"]
+__all__ = ["CheckpointUploader", "UploadFailure", "RESULT_PATTERNS", "WATCHED_FILES", "WATCHED_FOLDERS"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ RESULT_PATTERNS = ("config.yaml", "run.json", "logs/metrics.csv", "experiment_re
 
 #: Run files uploaded whenever they change (relative path in the run folder -> object name beside ``checkpoints/``).
 WATCHED_FILES = {"config.yaml": "config.yaml", "run.json": "run.json", "logs/metrics.csv": "metrics.csv"}
+
+#: Folders of the run folder whose files are uploaded whenever they change (relative path -> object folder beside
+#: ``checkpoints/``): the per-validation confusion matrices (:mod:`evdet.model.run_records`).
+WATCHED_FOLDERS = {"confusion": "confusion"}
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,12 @@ class CheckpointUploader(Callback):
             key = f"{self.run_prefix}/{name}"
             if path.is_file() and self._changed(path, key):
                 self._stage(path, key)
+        for rel, name in WATCHED_FOLDERS.items():
+            folder = self.run_dir / rel
+            for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+                key = f"{self.run_prefix}/{name}/{path.name}"
+                if path.is_file() and not path.name.startswith(".") and self._changed(path, key):
+                    self._stage(path, key)
         self._retry_failed()
 
     def wait(self, timeout_s: float | None = None) -> bool:

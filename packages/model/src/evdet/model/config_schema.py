@@ -371,6 +371,7 @@ class TrainConfig:
     """The whole training config (``conf/train.yaml`` composed). ``hydra`` (Hydra's own node) is not checked."""
 
     experiment_name: Union[str, int] = rule()
+    description: Optional[str] = rule(optional=True)
     run_id: Optional[Union[str, int]] = rule()
     seed: int = rule(ge=0, le=2**32 - 1)
     batch_size: BatchSizeConfig = rule()

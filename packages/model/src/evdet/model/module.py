@@ -53,6 +53,10 @@ class DetectionModule(L.LightningModule):
         self._train_states: LstmStates | None = None
         self._eval_states: LstmStates | None = None
         self._collector: DetectionCollector | None = None
+        #: The latest validation's detections and metrics ``(collector, evaluate_collected(...))`` (every rank holds
+        #: the whole split), for :class:`evdet.model.run_records.ValidationConfusionWriter`; None when it was not
+        #: evaluated.
+        self.validation_result: tuple[DetectionCollector, dict] | None = None
 
     # ----------------------------------------------------------------------------------------------- training
     def setup(self, stage: str) -> None:
@@ -105,6 +109,7 @@ class DetectionModule(L.LightningModule):
     # --------------------------------------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
         self._eval_states = None
+        self.validation_result = None
         self._collector = DetectionCollector(score=_evaluation(self.config["dataset"]).get("score", "class_conf"))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -130,6 +135,7 @@ class DetectionModule(L.LightningModule):
             return
         try:
             metrics = evaluate_collected(collector, self.eval_info, self.config["dataset"])
+            self.validation_result = (collector, metrics)
         except ValueError as exc:  # malformed boxes or settings; never hide it silently
             rank_zero_warn(f"validation: cannot evaluate ({exc}); val_AP logged as 0")
             metrics = {key: 0.0 for key in ("AP", "AP_50", "AP_75", "AP_S", "AP_M", "AP_L")}

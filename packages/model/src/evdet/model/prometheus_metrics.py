@@ -60,6 +60,7 @@ __all__ = [
     "MetricsPortInUseError",
     "build_metrics_callbacks",
     "batch_shape",
+    "resident_bytes",
     "METRIC_PREFIX",
     "STEP_BUCKETS_S",
     "THROUGHPUT_WINDOW",
@@ -257,7 +258,7 @@ class PrometheusMetricsCallback(L.Callback):
 
     # -------------------------------------------------------------------------------------------- updates
     def _update_memory(self, pl_module: L.LightningModule | None) -> None:
-        self.rss.labels(**self._labels).set(_resident_bytes())
+        self.rss.labels(**self._labels).set(resident_bytes())
         device = getattr(pl_module, "device", None)
         if device is not None and device.type == "cuda":
             name = str(device)
@@ -367,7 +368,7 @@ def batch_shape(batch: Any) -> tuple[int, int]:
     return int(rep.shape[0]), int(rep.shape[1])
 
 
-def _resident_bytes() -> int:
+def resident_bytes() -> int:
     """Resident set size of this process in bytes (``/proc/self/statm``; peak RSS from getrusage elsewhere)."""
     try:
         with open("/proc/self/statm") as f:

@@ -71,6 +71,7 @@ from evdet.model.experiment_loggers import build_loggers
 from evdet.model.progress_log import LogLineProgress, use_progress_bar
 from evdet.model.module import DetectionModule
 from evdet.model.prometheus_metrics import build_metrics_callbacks
+from evdet.model.run_records import CONFUSION_DIR, PerfRecorder, ValidationConfusionWriter, describe_run
 
 __all__ = ["main", "run_training", "resolve_precision", "upload_run", "CHECKPOINT_FILENAME", "Preempted",
            "RunLifecycle", "StopRequest", "RUN_ID_ENV", "EXIT_CODES"]
@@ -567,6 +568,7 @@ def _run(cfg: DictConfig, stop: StopRequest) -> dict[str, Any]:
                 if store is not None else None)
     interval = val["val_check_interval"]
     weights_check = WeightConsistencyCheck()
+    perf = PerfRecorder(int(tr["log_every_n_steps"]))  # perf/* columns and run.json's training_summary
     bar = use_progress_bar()  # a terminal gets a progress bar; pod logs get one line every logging.every_n_steps
     trainer = L.Trainer(
         default_root_dir=out_dir,
@@ -587,14 +589,17 @@ def _run(cfg: DictConfig, stop: StopRequest) -> dict[str, Any]:
         logger=build_loggers(config, out_dir),
         # The lifecycle callback comes after the others (they all see the step it stops at), the uploader after it
         # (so it picks up the checkpoint written in the same hook); Lightning runs ModelCheckpoint last.
-        callbacks=[top_k, LearningRateMonitor(logging_interval="step"), *build_metrics_callbacks(config), weights_check,
+        callbacks=[top_k, LearningRateMonitor(logging_interval="step"), *build_metrics_callbacks(config), perf,
+                   ValidationConfusionWriter(out_dir / CONFUSION_DIR), weights_check,
                    *([] if bar else [LogLineProgress(int(config["logging"]["every_n_steps"]))]), lifecycle,
                    *([uploader] if uploader is not None else [])],
         enable_progress_bar=bar,
         enable_model_summary=True,
     )
     _RUN_STATE["training"] = True
+    described: dict[str, Any] = {}  # description, model_summary, config_diff (run_records.describe_run)
     if trainer.is_global_zero:
+        described = describe_run(config)
         (out_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         if history:
             _restore_metrics_history(trainer, history)
@@ -602,7 +607,7 @@ def _run(cfg: DictConfig, stop: StopRequest) -> dict[str, Any]:
         (out_dir / "run.json").write_text(json.dumps({
             "experiment": experiment, "run_id": run_id, "status": "running", "output_dir": str(out_dir),
             "resumed_from": str(plan.path) if plan.path else None,
-            "resumed_from_step": resume_step if plan.path else None}, indent=2))
+            "resumed_from_step": resume_step if plan.path else None, **described}, indent=2))
     status, error = "completed", None
     try:
         with _exported_run_id(run_id):
@@ -649,6 +654,8 @@ def _run(cfg: DictConfig, stop: StopRequest) -> dict[str, Any]:
         "world_size": int(trainer.world_size),
         "weights_identical_across_ranks": weights_check.identical,
         "weight_digests": weights_check.digests,
+        **described,
+        "training_summary": perf.training_summary(),
     }
     run_json = out_dir / "run.json"
     run_json.write_text(json.dumps(summary, indent=2))
@@ -694,8 +701,8 @@ def _with_local_dataset(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def upload_run(out_dir: Path, store_uri: str, experiment: str, run_id: str, *, checkpoints: bool = True) -> str:
-    """Copy checkpoints (unless ``checkpoints=False``), ``config.yaml``, ``run.json`` and ``metrics.csv`` of a run
-    folder into the store (e.g. a run trained without ``output.store``); returns the run's URI prefix.
+    """Copy checkpoints (unless ``checkpoints=False``), ``config.yaml``, ``run.json``, ``metrics.csv`` and the
+    per-validation ``confusion/*.csv`` of a run folder into the store (e.g. a run trained without ``output.store``); returns the run's URI prefix.
 
     Raises:
         evdet.data.storage.StoreError: the store refuses or is unreachable.
@@ -708,6 +715,8 @@ def upload_run(out_dir: Path, store_uri: str, experiment: str, run_id: str, *, c
     for path, name in ((out_dir / "run.json", "run.json"), (out_dir / "logs" / "metrics.csv", "metrics.csv")):
         if path.is_file():
             store.put_file(path, f"{prefix}/{name}")
+    for path in sorted((out_dir / CONFUSION_DIR).glob("*.csv")):
+        store.put_file(path, f"{prefix}/{CONFUSION_DIR}/{path.name}")
     return f"{store.uri.rstrip('/')}/{prefix}"
 
 
