@@ -116,9 +116,9 @@ def test_hdf5_missing_dataset(tmp_path):
 
 
 def test_unknown_suffix(tmp_path):
-    path = tmp_path / "events.raw"
+    path = tmp_path / "events.bin"
     path.write_bytes(b"\x00" * 64)
-    check(Case("info-unknown-suffix", ["evdet-data", "info", path], names=["events.raw", "'.raw'", ".dat"],
+    check(Case("info-unknown-suffix", ["evdet-data", "info", path], names=["events.bin", "'.bin'", ".dat"],
                protect=[path]))
 
 
