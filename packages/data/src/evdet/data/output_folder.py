@@ -1,5 +1,6 @@
 """Output folders that are never overwritten by accident: ``evdet-data synth``, ``evdet-detect``,
-``evdet-model predict``.
+``evdet-model predict``; and single output files (:func:`write_file_atomically`: ``evdet-model import-rvt`` and
+``export``).
 
 Rules (one per tool run, the folder ``OUT``):
 
@@ -28,9 +29,11 @@ import secrets
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 
-__all__ = ["MANIFEST_NAME", "STAGING_PREFIX", "OutputFolder", "OutputFolderError", "check_output_folder"]
+__all__ = ["MANIFEST_NAME", "STAGING_PREFIX", "OutputFolder", "OutputFolderError", "check_output_folder",
+           "write_file_atomically"]
 
 #: The manifest of the tool run that wrote a folder: ``{"tool", "written_utc", "files": [relative paths]}``.
 MANIFEST_NAME = ".evdet-manifest.json"
@@ -248,3 +251,45 @@ class OutputFolder:
                 else:
                     entry.unlink(missing_ok=True)
         self.files = new
+
+
+def write_file_atomically(write: Callable[[Path], None], output: str | os.PathLike[str], *, overwrite: bool,
+                          label: str = "") -> None:
+    """Write one output file whole or not at all: ``write(tmp)`` fills a fresh temporary file next to ``output``
+    (same file system), which then becomes ``output``; a file at ``output`` is replaced only with ``overwrite``.
+
+    Without ``overwrite`` the temporary file is hard-linked to ``output``, which fails if ``output`` exists, also when
+    it appeared while ``write`` ran (on file systems without hard links: checked, then renamed). The temporary file
+    is removed in every case, so an error or Ctrl-C never leaves a partial ``output``.
+
+    Args:
+        write: called with the temporary path; writes the whole file there.
+        output: the file to create.
+        overwrite: replace an existing ``output``.
+        label: prefix of ``output`` in the error message (e.g. ``"--output "`` for a flag).
+
+    Raises:
+        FileExistsError: ``output`` exists and ``overwrite`` is False (``<label><output> exists; pass --overwrite to
+            replace it``); it is left untouched.
+        OSError: the folder cannot be created or written (raised by ``write`` or the rename).
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh name in the output folder, created with the usual permissions (umask), unlike mkstemp's 0600.
+    tmp = output.parent / f".{output.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    exists = f"{label}{output} exists; pass --overwrite to replace it"
+    try:
+        write(tmp)
+        if overwrite:
+            os.replace(tmp, output)
+            return
+        try:
+            os.link(tmp, output)
+        except FileExistsError:
+            raise FileExistsError(exists) from None
+        except OSError:  # file systems without hard links
+            if output.exists():
+                raise FileExistsError(exists) from None
+            os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -21,8 +21,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import secrets
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from evdet.data.output_folder import write_file_atomically
 from evdet.model.detector import RVT
 
 __all__ = ["EXPORT_FORMATS", "GRAPH_INPUTS", "GRAPH_OUTPUTS", "METADATA_KEYS", "NUM_STATE_STAGES", "ONNX_OPSET",
@@ -457,30 +456,14 @@ def export_model(model: RVT, output: str | Path, *, height: int, width: int, con
 
 
 def _write_atomically(data: bytes, output: Path, overwrite: bool) -> None:
-    """Write ``data`` to a temporary file next to ``output`` and rename it into place.
+    """Write ``data`` to ``output`` whole or not at all (:func:`evdet.data.output_folder.write_file_atomically`).
 
     Raises:
-        FileExistsError: ``output`` appeared meanwhile and ``overwrite`` is False (left untouched).
+        FileExistsError: ``output`` exists (or appeared meanwhile) and ``overwrite`` is False (left untouched).
         ValueError: the folder cannot be created or written (names it).
     """
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.parent / f".{output.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-        try:
-            tmp.write_bytes(data)
-            if overwrite:
-                os.replace(tmp, output)
-            else:
-                try:
-                    os.link(tmp, output)  # refuses an output that appeared meanwhile
-                except FileExistsError:
-                    raise FileExistsError(f"--output {output} exists; pass --overwrite to replace it") from None
-                except OSError:  # file systems without hard links
-                    if output.exists():
-                        raise FileExistsError(f"--output {output} exists; pass --overwrite to replace it") from None
-                    os.replace(tmp, output)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_file_atomically(lambda tmp: tmp.write_bytes(data), output, overwrite=overwrite, label="--output ")
     except FileExistsError:
         raise
     except OSError as exc:

@@ -39,9 +39,7 @@ classes allowed in addition to torch's weights-only defaults for that case.
 from __future__ import annotations
 
 import math
-import os
 import re
-import secrets
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from evdet.data.output_folder import write_file_atomically
 from evdet.model.attention import MultiHeadSelfAttention
 from evdet.model.detector import RVT
 from evdet.model.lstm import DWSConvLSTM2d, PlainLSTM2d
@@ -788,28 +787,10 @@ def write_imported_checkpoint(
 
 
 def _write_atomically(checkpoint: Mapping[str, Any], output: Path, overwrite: bool) -> None:
-    """``torch.save`` to a temporary file next to ``output``, then rename it into place (never a partial file).
+    """``torch.save`` whole or not at all (:func:`evdet.data.output_folder.write_file_atomically`).
 
     Raises:
         FileExistsError: ``output`` exists (or appeared meanwhile) and ``overwrite`` is False; it is left untouched.
         OSError: the folder cannot be created or written.
     """
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name in the output folder (same file system, so the rename is atomic); created by torch.save with the
-    # usual permissions (umask), unlike mkstemp's 0600.
-    tmp = output.parent / f".{output.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-    try:
-        torch.save(checkpoint, tmp)
-        if overwrite:
-            os.replace(tmp, output)
-        else:
-            try:
-                os.link(tmp, output)  # fails if output appeared meanwhile: never replaces a file without --overwrite
-            except FileExistsError:
-                raise FileExistsError(f"{output} exists; pass --overwrite to replace it") from None
-            except OSError:  # file systems without hard links
-                if output.exists():
-                    raise FileExistsError(f"{output} exists; pass --overwrite to replace it") from None
-                os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_file_atomically(lambda tmp: torch.save(checkpoint, tmp), output, overwrite=overwrite)
