@@ -27,6 +27,8 @@ bench train_local train $B profile=local --device cpu --steps 10 --warmup 3
 bench detect_tiny detect model=rvt_tiny --device cpu --recording data/real/gen4.dat --windows 100 --warmup 10
 bench detect_tiny_fold_cl detect model=rvt_tiny --device cpu --recording data/real/gen4.dat --windows 100 --warmup 10 \
   --fold-batch-norm --channels-last
+bench detect_tiny_onnxruntime detect model=rvt_tiny --device cpu --recording data/real/gen4.dat --windows 100 \
+  --warmup 10 --engine onnxruntime
 bench repr_gen4 repr data/real/gen4.dat
 bench loader_random_1 loader --synthetic --workers 1
 bench loader_random_2 loader --synthetic --workers 2
