@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,28 +149,30 @@ def _read_metrics(path: Path) -> list[dict[str, float]]:
     return rows
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_mapping(path: Path, parse: Callable[[str], Any], errors: tuple[type[Exception], ...],
+                  expected: str) -> dict[str, Any] | None:
+    """The mapping a JSON or YAML file holds; ``None`` when there is no file.
+
+    Raises:
+        ValueError: the file does not parse, or holds something else than a mapping (names the file).
+    """
     if not path.is_file():
         return None
     try:
-        value = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        value = parse(path.read_text())
+    except errors as exc:
+        raise ValueError(f"{path}: not valid {expected} ({exc})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+        raise ValueError(f"{path}: expected a {expected} mapping, got {type(value).__name__}")
     return value
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return _read_mapping(path, json.loads, (json.JSONDecodeError,), "JSON")
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        value = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a mapping of config keys, got {type(value).__name__}")
-    return value
+    return _read_mapping(path, yaml.safe_load, (yaml.YAMLError,), "YAML") or {}
 
 
 def _mirror(location: str, cache: Path | None) -> Path:
