@@ -42,7 +42,7 @@ def tiny_shards(tmp_path_factory) -> Path:
 def tiny_run(tiny_shards, tmp_path_factory) -> dict:
     """A training run of the baseline experiment at tiny size; returns its run.json contents."""
     from evdet.model.config import compose_config
-    from evdet.model.train import run_training
+    from evdet.model.training.train import run_training
 
     out = tmp_path_factory.mktemp("run")
     cfg = compose_config([

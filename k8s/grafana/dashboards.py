@@ -7,7 +7,7 @@ Usage (``make dashboards``)::
 writes one JSON file per dashboard (``<uid without the evdet- prefix>.json``); Grafana loads them through the
 file provider in ``provisioning/dashboards/evdet.yaml``, with the Prometheus datasource of
 ``provisioning/datasources/prometheus.yaml`` (uid :data:`DATASOURCE_UID`). The metrics are those exported by
-``evdet.model.prometheus_metrics`` (prefix ``evdet_train_``, labels ``experiment``, ``run_id``, ``rank``).
+``evdet.model.mlops.prometheus_metrics`` (prefix ``evdet_train_``, labels ``experiment``, ``run_id``, ``rank``).
 
 Dashboards:
     * "evdet / Training throughput": it/s (mean over ranks), samples/s and frames/s (sum over ranks) per run;
@@ -102,7 +102,7 @@ def throughput_dashboard() -> dash.Dashboard:
     wait, step = rate_sum("evdet_train_data_wait_seconds_sum"), rate_sum("evdet_train_step_duration_seconds_sum")
     return (
         _base("evdet-training-throughput", "evdet / Training throughput",
-              "Training speed of evdet runs (evdet.model.prometheus_metrics).")
+              "Training speed of evdet runs (evdet.model.mlops.prometheus_metrics).")
         .with_panel(_panel("Iterations per second", "Training steps per second, mean over ranks.", "none",
                            [(per_run("avg", "evdet_train_iterations_per_second"), _RUN)]))
         .with_panel(_panel("Samples per second", "Sequences per second, summed over ranks.", "none",
@@ -126,7 +126,7 @@ def memory_dashboard() -> dash.Dashboard:
 
     return (
         _base("evdet-memory", "evdet / Memory", "Memory of evdet training processes "
-              "(evdet.model.prometheus_metrics; device=\"none\" when training without CUDA).")
+              "(evdet.model.mlops.prometheus_metrics; device=\"none\" when training without CUDA).")
         .with_panel(_panel("GPU memory allocated", "torch.cuda.memory_allocated per device and rank.", "bytes",
                            [(per_device("evdet_train_gpu_memory_allocated_bytes"), gpu)], width=8))
         .with_panel(_panel("GPU memory reserved", "torch.cuda.memory_reserved (caching allocator) per device and "

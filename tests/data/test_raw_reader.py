@@ -404,7 +404,7 @@ def test_misnamed_raw_is_listed_as_unpaired(tmp_path, gen4):
 
 def test_detect_on_raw_gives_the_boxes_of_the_dat(tiny_run, raw_files, tmp_path):
     from evdet.data.labels import load_boxes
-    from evdet.model.detect import detect_recording
+    from evdet.model.inference.detect import detect_recording
 
     checkpoint = Path(tiny_run["last_checkpoint"])
     reports = {}

@@ -23,7 +23,7 @@ def evaluated(tiny_run, tiny_shards, tmp_path_factory) -> Path:
     """``experiment_results.json`` + ``confusion_matrix.csv`` of the test split. The detections are the test
     split's ground truth with every other box given the next class id (score 0.9), so the class-agnostic AP is high,
     the class-aware AP lower and the confusion matrix has off-diagonal counts."""
-    from evdet.model.predict import predict_shards
+    from evdet.model.inference.predict import predict_shards
 
     base = tmp_path_factory.mktemp("evaluated")
     predict_shards(Path(tiny_run["last_checkpoint"]), tiny_shards / "test", base / "dets")

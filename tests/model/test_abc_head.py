@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from evdet.data.classes import ETRAM_CLASSES
-from evdet.model.abc_head import SmallObjectAuxHead, filter_small_targets
+from evdet.model.nn.abc_head import SmallObjectAuxHead, filter_small_targets
 from evdet.model.config import compose_config, to_container
-from evdet.model.detector import build_detector
-from evdet.model.module import DetectionModule
+from evdet.model.nn.detector import build_detector
+from evdet.model.training.module import DetectionModule
 
 ABC_OVERRIDES = [
     "profile=local",
@@ -164,7 +164,7 @@ def test_abc_training_steps_log_both_parts_and_train_the_aux_head():
 def test_plain_yolox_loss_has_no_aux_parts():
     cfg = _config("model.head.name=YOLOX")
     model = build_detector(cfg["model"], num_classes=8, in_channels=20, class_names=ETRAM_CLASSES)
-    from evdet.model.recurrence import run_sequence
+    from evdet.model.training.recurrence import run_sequence
 
     frames, _ = run_sequence(model, _toy_batch(), None)
     losses = model.loss(frames.features, frames.targets)

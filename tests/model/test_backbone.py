@@ -1,4 +1,4 @@
-"""Tests for the RVT backbone (evdet.model.backbone, .maxvit, .attention).
+"""Tests for the RVT backbone (evdet.model.nn.backbone, .maxvit, .attention).
 
 Parameter counts are the reference numbers in shared/docs/rvt-architecture-facts.md (8 classes, 384x640).
 Forward passes use small inputs / widths to stay fast on CPU.
@@ -7,16 +7,16 @@ Forward passes use small inputs / widths to stay fast on CPU.
 import pytest
 import torch
 
-from evdet.model.attention import (
+from evdet.model.nn.attention import (
     MultiHeadSelfAttention,
     block_partition,
     block_unpartition,
     grid_partition,
     grid_unpartition,
 )
-from evdet.model.backbone import BACKBONE_SIZES, MaxViTRNN
-from evdet.model.lstm import DWSConvLSTM2d, PlainLSTM2d
-from evdet.model.maxvit import PartitionAttentionLayer
+from evdet.model.nn.backbone import BACKBONE_SIZES, MaxViTRNN
+from evdet.model.nn.lstm import DWSConvLSTM2d, PlainLSTM2d
+from evdet.model.nn.maxvit import PartitionAttentionLayer
 
 
 def count(module: torch.nn.Module) -> int:
@@ -154,7 +154,7 @@ def test_per_stage_state_reset_only_affects_later_stages_through_inputs():
 
 
 def test_activation_checkpointing_gives_same_outputs_and_gradients(monkeypatch):
-    import evdet.model.backbone as backbone_module
+    import evdet.model.nn.backbone as backbone_module
 
     calls = []
     real_checkpoint = backbone_module.checkpoint

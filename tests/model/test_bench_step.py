@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from evdet.model.acceleration import apply_acceleration, build_adamw, fold_batch_norms
+from evdet.model.nn.acceleration import apply_acceleration, build_adamw, fold_batch_norms
 from evdet.model.config import compose_checked, to_container
-from evdet.model.detector import build_detector
-from evdet.model.streaming import StreamingDetector
+from evdet.model.nn.detector import build_detector
+from evdet.model.inference.streaming import StreamingDetector
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]

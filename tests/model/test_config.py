@@ -235,7 +235,7 @@ def test_validation_reads_a_copy_and_applies_to_run_training(tmp_path):
     validate_config(cfg)
     assert OmegaConf.is_interpolation(cfg, "run_id")  # not resolved in place: run_training still sees it
     cfg.batch_size.train = 0
-    from evdet.model.train import run_training
+    from evdet.model.training.train import run_training
 
     with pytest.raises(ConfigError, match="batch_size.train=0"):
         run_training(cfg)
@@ -253,9 +253,9 @@ def test_configs_of_older_checkpoints_still_load(tmp_path):
     nodes that came later (model.head, dataset.evaluation) loads as it was saved."""
     import torch
 
-    from evdet.model.checkpoint import load_module
+    from evdet.model.training.checkpoint import load_module
     from evdet.model.config import to_container
-    from evdet.model.module import DetectionModule
+    from evdet.model.training.module import DetectionModule
 
     config = to_container(compose_config(["model=rvt_tiny", "model.backbone.embed_dim=16",
                                           "model.backbone.head_dim=8", "dataset.path=/old/shards"]))

@@ -13,8 +13,8 @@ from PIL import Image
 
 from evdet.data.readers import open_recording
 from evdet.data.windows import grid_window_ends
-from evdet.model.detect import detect_recording, main
-from evdet.model.detection_video import (VIDEO_ENCODERS, DetectionVideoWriter, VideoChoice, available_video_encoders,
+from evdet.model.inference.detect import detect_recording, main
+from evdet.model.inference.detection_video import (VIDEO_ENCODERS, DetectionVideoWriter, VideoChoice, available_video_encoders,
                                          choose_video_format, draw_time_stamp)
 
 BIN = Path(sys.executable).parent

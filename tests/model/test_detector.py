@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from evdet.model.config import compose_config, to_container
-from evdet.model.detector import build_detector, pad_to_multiple
-from evdet.model.recurrence import detach_states, reset_states, run_sequence
-from evdet.model.summary import summarize
+from evdet.model.nn.detector import build_detector, pad_to_multiple
+from evdet.model.training.recurrence import detach_states, reset_states, run_sequence
+from evdet.model.nn.summary import summarize
 
 # RVT-B / -S / -T at 8 classes, 3 scales (reference implementation counts, shared/docs/rvt-architecture-facts.md).
 PUBLISHED = {"rvt_base": 18_538_791, "rvt_small": 9_871_911, "rvt_tiny": 4_406_311}

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from evdet.model.config import compose_config, list_experiments, to_container
-from evdet.model.summary import lstm_cell_counts, summarize
-from evdet.model.train import run_training
+from evdet.model.nn.summary import lstm_cell_counts, summarize
+from evdet.model.training.train import run_training
 
 EXPERIMENTS = [
     "baseline_3scale",
@@ -80,7 +80,7 @@ def test_lstm_cell_counts_settle_the_question():
 
 
 def test_activation_checkpointing_flag_reaches_the_backbone(tiny_shards, tmp_path):
-    from evdet.model.detector import build_detector
+    from evdet.model.nn.detector import build_detector
 
     cfg = to_container(compose_config(["+experiment=patch2_4scale_sizeaware_200k", "profile=local",
                                        "model.backbone.checkpoint_stages=true"]))
@@ -96,7 +96,7 @@ def test_grouped3_run_is_evaluated_in_its_own_classes(tiny_shards, tmp_path):
     import subprocess
     import sys
 
-    from evdet.model.predict import predict_shards
+    from evdet.model.inference.predict import predict_shards
 
     run = run_training(compose_config(["+experiment=baseline_3scale", f"dataset.path={tiny_shards}",
                                        f"output.dir={tmp_path / 'run'}", *TINY, "dataset.class_map=grouped3",

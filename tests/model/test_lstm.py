@@ -1,10 +1,10 @@
-"""Tests for the ConvLSTM cells (evdet.model.lstm): parameter counts from the RVT reference, gate math, errors."""
+"""Tests for the ConvLSTM cells (evdet.model.nn.lstm): parameter counts from the RVT reference, gate math, errors."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from evdet.model.lstm import LSTM_CELL_NAMES, DWSConvLSTM2d, PlainLSTM2d, build_lstm_cell
+from evdet.model.nn.lstm import LSTM_CELL_NAMES, DWSConvLSTM2d, PlainLSTM2d, build_lstm_cell
 
 # RVT-B per-stage LSTM parameter counts (shared/docs/rvt-architecture-facts.md).
 RVT_B_LSTM_COUNTS = {64: 33_024, 128: 131_584, 256: 525_312, 512: 2_099_200}

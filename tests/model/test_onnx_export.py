@@ -29,11 +29,11 @@ from evdet.data.representation import stacked_histogram
 from evdet.data.windows import grid_window_ends, iter_window_events
 from evdet.model.cli import main as model_main
 from evdet.model.config import compose_config, to_container
-from evdet.model.detect import histogram_config, input_scale_factor
-from evdet.model.detect import main as detect_main
-from evdet.model.detect_engines import load_detector
-from evdet.model.module import DetectionModule
-from evdet.model.onnx_export import (
+from evdet.model.inference.detect import histogram_config, input_scale_factor
+from evdet.model.inference.detect import main as detect_main
+from evdet.model.inference.detect_engines import load_detector
+from evdet.model.training.module import DetectionModule
+from evdet.model.inference.onnx_export import (
     GRAPH_INPUTS,
     GRAPH_OUTPUTS,
     METADATA_KEYS,

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from evdet.model.csp import BaseConv, CSPLayer, DWConv, make_activation
-from evdet.model.pafpn import PAFPN
+from evdet.model.nn.csp import BaseConv, CSPLayer, DWConv, make_activation
+from evdet.model.nn.pafpn import PAFPN
 
 
 def _params(module: torch.nn.Module) -> int:

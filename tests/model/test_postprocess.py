@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from evdet.model.postprocess import detection_score, postprocess
+from evdet.model.nn.postprocess import detection_score, postprocess
 
 
 def _row(cx, cy, w, h, obj, class_probs):

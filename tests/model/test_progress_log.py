@@ -4,8 +4,8 @@ import io
 
 import pytest
 
-from evdet.model.experiment_loggers import wandb_mode
-from evdet.model.progress_log import LogLineProgress, format_progress_line, use_progress_bar
+from evdet.model.mlops.experiment_loggers import wandb_mode
+from evdet.model.mlops.progress_log import LogLineProgress, format_progress_line, use_progress_bar
 
 
 def test_progress_line_has_every_field():

@@ -83,7 +83,7 @@ def test_every_validation_writes_a_confusion_matrix_locally_and_in_the_store(tin
 
 
 def test_upload_run_copies_the_confusion_matrices(tiny_run, tmp_path):
-    from evdet.model.train import upload_run
+    from evdet.model.training.train import upload_run
 
     uri = upload_run(Path(tiny_run["output_dir"]), str(tmp_path / "store"), "exp", "r1", checkpoints=False)
     assert re.search(r"experiments/exp/r1$", uri)

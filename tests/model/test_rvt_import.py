@@ -1,4 +1,4 @@
-"""Importing reference-RVT weights (evdet.model.rvt_import) and ``evdet-model import-rvt``.
+"""Importing reference-RVT weights (evdet.model.training.rvt_import) and ``evdet-model import-rvt``.
 
 The layout conversions are checked against small re-statements of RVT's computations (attention q/k/v split,
 ConvLSTM over cat(x, h)); the agreement of a whole imported detector with RVT's own outputs is in
@@ -16,13 +16,13 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from evdet.model.attention import MultiHeadSelfAttention
-from evdet.model.checkpoint import load_module
+from evdet.model.nn.attention import MultiHeadSelfAttention
+from evdet.model.training.checkpoint import load_module
 from evdet.model.cli import main
 from evdet.model.config import compose_config, to_container
-from evdet.model.detector import build_detector
-from evdet.model.lstm import DWSConvLSTM2d, PlainLSTM2d
-from evdet.model.rvt_import import (
+from evdet.model.nn.detector import build_detector
+from evdet.model.nn.lstm import DWSConvLSTM2d, PlainLSTM2d
+from evdet.model.training.rvt_import import (
     convert_rvt_state_dict,
     import_rvt_weights,
     load_rvt_state_dict,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_iou
 
-from evdet.model.simota import (
+from evdet.model.loss.simota import (
     CENTER_RADIUS,
     NON_CENTER_PENALTY,
     classification_cost,

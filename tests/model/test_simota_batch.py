@@ -1,6 +1,6 @@
 """The batched SimOTA and loss (one call for all frames of a batch) against the per-image implementation.
 
-:func:`evdet.model.simota.simota_assign` (one image, the reference's structure; checked against RVT's own outputs in
+:func:`evdet.model.loss.simota.simota_assign` (one image, the reference's structure; checked against RVT's own outputs in
 ``tests/reference/test_loss.py``) is the oracle; the per-image loss below is the loop the training loss used before it
 was vectorised (one SimOTA call and one gather per image, positives concatenated). Many random frame sets: empty
 frames, one gt, many gts, duplicated gts (equal costs, the conflict rule decides), boxes at the borders, tiny and
@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evdet.model.simota import candidate_budget, geometry_constraint, simota_assign, simota_assign_batch
-from evdet.model.size_aware import SizeAwareWeighting
-from evdet.model.yolox_loss import YOLOXLoss, iou_loss, pad_targets, xywh_to_cxcywh
+from evdet.model.loss.simota import candidate_budget, geometry_constraint, simota_assign, simota_assign_batch
+from evdet.model.loss.size_aware import SizeAwareWeighting
+from evdet.model.loss.yolox_loss import YOLOXLoss, iou_loss, pad_targets, xywh_to_cxcywh
 
 STRIDES = (8, 16, 32)
 

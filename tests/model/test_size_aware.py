@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from evdet.model.config import compose_config, to_container
-from evdet.model.detector import HeadConfig, build_detector
-from evdet.model.size_aware import SizeAwareWeighting
-from evdet.model.yolox_head import YOLOXHead
+from evdet.model.nn.detector import HeadConfig, build_detector
+from evdet.model.loss.size_aware import SizeAwareWeighting
+from evdet.model.nn.yolox_head import YOLOXHead
 
 # (weight_type, size_aware_weight, area px², expected weight), hand-computed with S = 1024, M = 9216.
 WEIGHT_TABLE = [

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from evdet.data.labels import BBOX_DTYPE, load_boxes
-from evdet.model.checkpoint import load_module
-from evdet.model.detect import detect_recording, input_scale_factor
-from evdet.model.predict import predict_shards
+from evdet.model.training.checkpoint import load_module
+from evdet.model.inference.detect import detect_recording, input_scale_factor
+from evdet.model.inference.predict import predict_shards
 
 BIN = Path(sys.executable).parent
 REAL = Path(__file__).resolve().parents[2] / "data" / "real"
@@ -50,7 +50,7 @@ def test_bad_checkpoint_is_one_clear_error(tmp_path):
 
 def test_shards_of_another_size_are_rejected(tiny_shards, tmp_path):
     from evdet.model.config import compose_config
-    from evdet.model.train import run_training
+    from evdet.model.training.train import run_training
 
     cfg = compose_config(["profile=local", f"dataset.path={tiny_shards}", f"output.dir={tmp_path}"])
     with pytest.raises(ValueError, match="dataset.width x dataset.height"):
@@ -144,7 +144,7 @@ def test_detect_cli_refuses_an_earlier_output_and_overwrite_leaves_no_stale_png(
 
 
 def test_detect_gives_recordings_with_the_same_stem_distinct_names(tiny_run, tmp_path):
-    from evdet.model.detect import detect_recordings, output_names
+    from evdet.model.inference.detect import detect_recordings, output_names
 
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
@@ -168,7 +168,7 @@ def test_detect_gives_recordings_with_the_same_stem_distinct_names(tiny_run, tmp
 
 def test_detect_error_leaves_the_output_folder_as_it_was(tiny_run, tmp_path):
     from evdet.data.readers import RecordingError
-    from evdet.model.detect import detect_recordings
+    from evdet.model.inference.detect import detect_recordings
 
     out = tmp_path / "out"
     bad = tmp_path / "cut.dat"
@@ -205,7 +205,7 @@ def test_predict_refuses_an_earlier_output_and_overwrite_replaces_it(tiny_run, t
 def test_run_flags_are_checked_with_the_flag_named():
     import torch
 
-    from evdet.model.detect import check_device, check_run_flags
+    from evdet.model.inference.detect import check_device, check_run_flags
 
     check_run_flags(max_windows=1, max_images=0, batch=2, confidence=0.0, nms=1.0)
     for flags, fragment in (({"max_windows": -1}, "--max-windows: expected a positive number"),
@@ -268,7 +268,7 @@ def test_last_checkpoint_is_the_final_state_although_val_ap_did_not_improve(tiny
 def test_interval_checkpoints_every_n_steps(tiny_shards, tmp_path, monkeypatch):
     from conftest import TINY_TRAINING
 
-    import evdet.model.train as train
+    import evdet.model.training.train as train
     from evdet.model.config import compose_config
 
     written: list[int] = []
@@ -305,7 +305,7 @@ def _crafted_checkpoint(path: Path, marker: Path, config: dict | None = None) ->
 def test_crafted_pickle_is_refused_without_running_it(tmp_path):
     import torch
 
-    from evdet.model.checkpoint import CheckpointError, read_checkpoint
+    from evdet.model.training.checkpoint import CheckpointError, read_checkpoint
 
     # The file is live: unpickled the unsafe way, it creates its marker.
     control = tmp_path / "control-marker"
@@ -325,8 +325,8 @@ def test_crafted_pickle_is_refused_without_running_it(tmp_path):
 def test_refusals_name_the_file(tiny_run, tmp_path):
     import torch
 
-    from evdet.model.checkpoint import CheckpointError, check_resume_checkpoint, read_checkpoint
-    from evdet.model.module import DetectionModule
+    from evdet.model.training.checkpoint import CheckpointError, check_resume_checkpoint, read_checkpoint
+    from evdet.model.training.module import DetectionModule
 
     state = tmp_path / "weights.pt"
     torch.save({"model.x": torch.zeros(2)}, state)  # a bare state_dict: no Lightning layout
@@ -352,7 +352,7 @@ def test_refusals_name_the_file(tiny_run, tmp_path):
 def test_hyper_parameters_are_plain_data():
     import numpy as np
 
-    from evdet.model.module import plain_data
+    from evdet.model.training.module import plain_data
 
     assert plain_data({"a": (1, np.int64(2), np.float32(0.5), Path("/x"))}) == {"a": [1, 2, 0.5, "/x"]}
     with pytest.raises(TypeError, match=r"config.dataset.thing: builtins.object is not plain data"):
@@ -361,7 +361,7 @@ def test_hyper_parameters_are_plain_data():
 
 def test_run_id_rules(monkeypatch):
     from evdet.model.config import compose_config
-    from evdet.model.train import RUN_ID_ENV, _check_distributed_run_id, _launch_rank_zero, _run_id_given
+    from evdet.model.training.train import RUN_ID_ENV, _check_distributed_run_id, _launch_rank_zero, _run_id_given
 
     monkeypatch.delenv(RUN_ID_ENV, raising=False)
     for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE"):
@@ -392,7 +392,7 @@ def test_sigterm_during_validation_abandons_it_and_checkpoints(tiny_shards, tmp_
     import torch
     from conftest import TINY_TRAINING
 
-    import evdet.model.train as train
+    import evdet.model.training.train as train
     from evdet.model.config import compose_config
 
     validated: list[int] = []

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torchvision.ops import box_convert, box_iou
 
-from evdet.model.pafpn import PAFPN
-from evdet.model.postprocess import postprocess
-from evdet.model.yolox_head import YOLOXHead
-from evdet.model.yolox_loss import elementwise_iou, iou_loss, xywh_to_cxcywh
+from evdet.model.nn.pafpn import PAFPN
+from evdet.model.nn.postprocess import postprocess
+from evdet.model.nn.yolox_head import YOLOXHead
+from evdet.model.loss.yolox_loss import elementwise_iou, iou_loss, xywh_to_cxcywh
 
 
 def _params(module: torch.nn.Module) -> int:

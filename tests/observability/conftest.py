@@ -152,7 +152,7 @@ def scraped_run(tiny_shards, prometheus, pushgateway, tmp_path_factory) -> dict:
     the final values are in Prometheus and the exporter was still up), ``summary`` (run.json), ``config``.
     """
     from evdet.model.config import compose_config, to_container
-    from evdet.model.train import run_training
+    from evdet.model.training.train import run_training
 
     for attempt in range(3):
         steps, run_id = RUN_STEPS * 4 ** attempt, f"scraped{attempt}"

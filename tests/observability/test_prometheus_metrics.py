@@ -11,7 +11,7 @@ import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from evdet.model.prometheus_metrics import (
+from evdet.model.mlops.prometheus_metrics import (
     MetricsPortInUseError,
     PrometheusMetricsCallback,
     batch_shape,
@@ -124,7 +124,7 @@ def test_failure_pushes_final_values_and_stops_the_exporter(pushgateway):
 def test_ephemeral_port_is_logged_and_runs_do_not_share_a_registry(caplog):
     first = PrometheusMetricsCallback("obs_a", "one", port=0, addr="127.0.0.1")
     second = PrometheusMetricsCallback("obs_a", "two", port=0, addr="127.0.0.1")
-    with caplog.at_level(logging.INFO, logger="evdet.model.prometheus_metrics"):
+    with caplog.at_level(logging.INFO, logger="evdet.model.mlops.prometheus_metrics"):
         _trainer(first, steps=2).fit(_SequenceModule())
         _trainer(second, steps=1).fit(_SequenceModule())
     ports = [first.port, second.port]

@@ -53,10 +53,10 @@ def load_npz(reference_dir: Path):
 @pytest.fixture(scope="session")
 def reference_model(manifest: dict, reference_dir: Path):
     """``reference_model()`` -> a new evdet RVT built from the manifest's RVT model config with the fixture's RVT
-    weights imported (``evdet.model.rvt_import``); the caller sets train or eval mode."""
+    weights imported (``evdet.model.training.rvt_import``); the caller sets train or eval mode."""
     from evdet.model.config import compose_config, to_container
-    from evdet.model.detector import build_detector
-    from evdet.model.rvt_import import import_rvt_weights, rvt_model_config_to_overrides
+    from evdet.model.nn.detector import build_detector
+    from evdet.model.training.rvt_import import import_rvt_weights, rvt_model_config_to_overrides
 
     weights = "rvt_tiny_weights.pt"
 

@@ -1,7 +1,7 @@
 """evdet's detector with imported RVT weights reproduces RVT's own eval-mode forward (``forward_io.npz``).
 
-The model is built from the manifest's RVT model config (:func:`evdet.model.rvt_import.rvt_model_config_to_overrides`)
-and loaded with ``rvt_tiny_weights.pt`` (:func:`evdet.model.rvt_import.import_rvt_weights`); it runs eval mode over
+The model is built from the manifest's RVT model config (:func:`evdet.model.training.rvt_import.rvt_model_config_to_overrides`)
+and loaded with ``rvt_tiny_weights.pt`` (:func:`evdet.model.training.rvt_import.import_rvt_weights`); it runs eval mode over
 the L steps of ``input`` from zero states. Every stored array is compared per step: stage outputs h and cell states
 c, the LSTM inputs at step 0, the PAFPN levels, the raw head convolutions, the flattened head output, the decoded
 boxes and the post-processed detections (at the thresholds the manifest gives). Tolerance (README, "Expect float32
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from evdet.model.detector import pad_to_multiple
-from evdet.model.postprocess import postprocess
+from evdet.model.nn.detector import pad_to_multiple
+from evdet.model.nn.postprocess import postprocess
 
 FORWARD = "forward_io.npz"
 REL_TOL = 1e-5

@@ -2,8 +2,8 @@
 
 As in RVT's training step (README "loss_io.npz"): train mode, the backbone runs over all steps and images of the
 fixture input from zero states, the features of the labelled frames are gathered step-major then image-minor (evdet:
-:func:`evdet.model.recurrence.run_sequence`, whose frame order is checked against ``frames_step_image``), and the
-PAFPN + head + loss run once on that batch (:meth:`evdet.model.detector.RVT.loss`, so the BatchNorms use the
+:func:`evdet.model.training.recurrence.run_sequence`, whose frame order is checked against ``frames_step_image``), and the
+PAFPN + head + loss run once on that batch (:meth:`evdet.model.nn.detector.RVT.loss`, so the BatchNorms use the
 statistics of those frames). Compared: the loss terms (1e-5 relative), the SimOTA positives of every frame (anchor
 indices, matched gt and class exactly, IoU of the prediction 1e-5 relative) and the gradient norm of every parameter
 (RVT names mapped to evdet names with the import rules) and overall.
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from evdet.model import yolox_loss
-from evdet.model.recurrence import run_sequence
-from evdet.model.rvt_import import rvt_key_rules
-from evdet.model.yolox_loss import xywh_to_cxcywh
+from evdet.model.loss import yolox_loss
+from evdet.model.training.recurrence import run_sequence
+from evdet.model.training.rvt_import import rvt_key_rules
+from evdet.model.loss.yolox_loss import xywh_to_cxcywh
 
 FORWARD = "forward_io.npz"
 LOSS = "loss_io.npz"

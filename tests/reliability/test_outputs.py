@@ -30,7 +30,7 @@ def checkpoint(tiny_run) -> str:
 @pytest.fixture(scope="module")
 def earlier_detect(checkpoint, tmp_path_factory) -> Path:
     """The output of an earlier ``evdet-detect`` run (two windows, one PNG)."""
-    from evdet.model.detect import detect_recordings
+    from evdet.model.inference.detect import detect_recordings
 
     out = tmp_path_factory.mktemp("detect") / "out"
     detect_recordings(Path(checkpoint), [DAVIS], out, max_windows=2, max_images=1)
@@ -40,7 +40,7 @@ def earlier_detect(checkpoint, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def earlier_predict(checkpoint, tiny_shards, tmp_path_factory) -> Path:
     """The output of an earlier ``evdet-model predict`` run over the test split."""
-    from evdet.model.predict import predict_shards
+    from evdet.model.inference.predict import predict_shards
 
     out = tmp_path_factory.mktemp("predict") / "dets"
     predict_shards(Path(checkpoint), tiny_shards / "test", out)

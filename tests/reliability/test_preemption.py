@@ -39,13 +39,13 @@ STEP_LINE = re.compile(r"^step (\d+)/(\d+) ", re.M)
 
 
 class Training:
-    """``python -m evdet.model.train ARGS`` in the background, stdout and stderr to files."""
+    """``python -m evdet.model.training.train ARGS`` in the background, stdout and stderr to files."""
 
     def __init__(self, args: list[str], logs: Path, env: dict[str, str] | None = None) -> None:
         logs.mkdir(parents=True, exist_ok=True)
         self.out, self.err = logs / "stdout.log", logs / "stderr.log"
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "evdet.model.train", *args], stdout=out, stderr=err,
+            self.proc = subprocess.Popen([sys.executable, "-m", "evdet.model.training.train", *args], stdout=out, stderr=err,
                                          env=python_env({"PYTHONUNBUFFERED": "1", **(env or {})}))
 
     def stdout(self) -> str:

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from evdet.data.storage import LocalStore, S3Store, put_path
-from evdet.model.checkpoint import load_module
-from evdet.model.checkpoint_upload import CheckpointUploader
+from evdet.model.training.checkpoint import load_module
+from evdet.model.mlops.checkpoint_upload import CheckpointUploader
 from evdet.model.config import compose_config
-from evdet.model.predict import predict_shards
+from evdet.model.inference.predict import predict_shards
 
 from ..conftest import TINY_TRAINING
 from .conftest import SECRET_KEY
@@ -36,7 +36,7 @@ def s3_run(s3_server, tiny_shards, tmp_path_factory):
     before the interruption."""
     import os
 
-    import evdet.model.train as train
+    import evdet.model.training.train as train
 
     saved = {k: os.environ.get(k) for k in [*s3_server.env, "EVDET_CACHE_DIR"]}
     os.environ.update(s3_server.env)
@@ -96,7 +96,7 @@ def test_checkpoints_uploaded_while_training_with_team_names(s3_run, s3_env, tmp
 
 
 def test_resume_auto_continues_the_newest_run_from_the_bucket(s3_run, s3_env, tmp_path, caplog):
-    import evdet.model.train as train
+    import evdet.model.training.train as train
 
     caplog.set_level(logging.INFO)
     bucket = s3_run["bucket"]
@@ -115,7 +115,7 @@ def test_resume_auto_continues_the_newest_run_from_the_bucket(s3_run, s3_env, tm
 
 
 def test_resume_auto_without_checkpoint_starts_fresh_and_bad_values(s3_run, s3_env, tmp_path, caplog):
-    from evdet.model.train import _resume_plan
+    from evdet.model.training.train import _resume_plan
 
     caplog.set_level(logging.INFO)
     cfg = _config(f"output.store=s3://{s3_run['bucket']}/runs", "resume=auto", "run_id=never-ran",
@@ -130,7 +130,7 @@ def test_resume_auto_without_checkpoint_starts_fresh_and_bad_values(s3_run, s3_e
 
 
 def test_predict_and_ckpt_path_with_an_s3_checkpoint(s3_run, s3_env, tiny_shards, tmp_path):
-    from evdet.model.train import _resume_plan
+    from evdet.model.training.train import _resume_plan
 
     uri = f"s3://{s3_run['bucket']}/runs/experiments/{EXPERIMENT}/first/checkpoints/last.ckpt"
     report = predict_shards(uri, tiny_shards / "test", tmp_path / "dets")

@@ -4,15 +4,15 @@
   per frame and feature-map shapes per stage (``--all``: one markdown table over every experiment).
 - ``evdet-model predict --checkpoint CKPT --shards DIR --output DIR [--overwrite] [--batch N] [--device D]``:
   detections at label timestamps per recording (input of ``evdet-eval prophesee``). ``--output`` must be missing or
-  empty; ``--overwrite`` replaces the files of an earlier predict run there (:mod:`evdet.model.predict`).
+  empty; ``--overwrite`` replaces the files of an earlier predict run there (:mod:`evdet.model.inference.predict`).
   ``--batch`` < 1 or a ``--device`` this machine lacks (``cuda`` without CUDA) is one line naming the flag, exit 2,
   before anything is loaded or written.
 - ``evdet-model import-rvt FILE --model rvt_tiny|rvt_small|rvt_base [overrides] --output evdet.ckpt [--overwrite]``:
   weights of the reference RVT implementation (state_dict or Lightning ``.ckpt``) as an evdet checkpoint
-  (:mod:`evdet.model.rvt_import`).
+  (:mod:`evdet.model.training.rvt_import`).
 - ``evdet-model export CHECKPOINT --format onnx --output model.onnx [--height H --width W] [--overwrite]``: one
   streaming step (histogram and LSTM states in, decoded predictions and new states out) as an ONNX graph with the
-  evdet settings in its metadata (:mod:`evdet.model.onnx_export`, docs/onnx.md); prints one JSON object (path, opset,
+  evdet settings in its metadata (:mod:`evdet.model.inference.onnx_export`, docs/onnx.md); prints one JSON object (path, opset,
   inputs / outputs with shapes, size_bytes, max_abs_diff of onnxruntime vs torch on a random step).
 """
 
@@ -27,11 +27,11 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from evdet.model.config import compose_checked, list_experiments, to_container
-from evdet.model.detect import check_device, check_run_flags
-from evdet.model.onnx_export import EXPORT_FORMATS, export_checkpoint
-from evdet.model.predict import predict_shards
-from evdet.model.rvt_import import write_imported_checkpoint
-from evdet.model.summary import format_lstm_table, format_markdown_table, format_summary, lstm_cell_counts, summarize
+from evdet.model.inference.detect import check_device, check_run_flags
+from evdet.model.inference.onnx_export import EXPORT_FORMATS, export_checkpoint
+from evdet.model.inference.predict import predict_shards
+from evdet.model.training.rvt_import import write_imported_checkpoint
+from evdet.model.nn.summary import format_lstm_table, format_markdown_table, format_summary, lstm_cell_counts, summarize
 
 __all__ = ["main"]
 

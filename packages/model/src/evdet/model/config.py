@@ -22,10 +22,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from evdet.data.classes import ClassLookup, class_lookup
+from evdet.data.labels import LabelError
 from evdet.model.config_schema import IGNORED_KEYS, ConfigError, schema_problems, show, unknown_key_message
 
-__all__ = ["CONFIG_DIR", "ConfigError", "compose_checked", "compose_config", "normalize_overrides", "to_container",
-           "list_experiments", "finalize_config", "validate_config", "composition_error"]
+__all__ = ["CONFIG_DIR", "ConfigError", "compose_checked", "compose_config", "dataset_classes", "normalize_overrides",
+           "to_container", "list_experiments", "finalize_config", "validate_config", "composition_error"]
 
 #: Directory of the packaged Hydra configuration (``train.yaml`` and the config groups).
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
@@ -309,9 +311,7 @@ def _location_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _consistency_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Rules between keys, on a config whose schema holds (see :func:`validate_config`)."""
-    from evdet.data.augmentation import SamplingAugmentation
-    from evdet.data.classes import class_lookup
-    from evdet.data.labels import LabelError
+    from evdet.model.training.augmentation import SamplingAugmentation
 
     problems: list[tuple[str, str]] = []
     ds, model = config["dataset"], config["model"]
@@ -372,3 +372,32 @@ def _consistency_problems(config: Mapping[str, Any]) -> list[tuple[str, str]]:
         message = " ".join(str(exc).split())
         problems.append((message.split(":", 1)[0], message))
     return problems
+
+
+def dataset_classes(dataset_cfg: Any) -> ClassLookup:
+    """The model's classes for a ``dataset`` config: ``class_names`` through ``class_map``.
+
+    Args:
+        dataset_cfg: the ``dataset`` mapping (``class_names``, ``class_map``, ``num_classes``).
+
+    Returns:
+        The :class:`~evdet.data.classes.ClassLookup` (``class_names`` = the model's classes in id order).
+
+    Raises:
+        ValueError: ``dataset.class_names`` missing or not a list of names, an unknown ``dataset.class_map``, a
+            class the map does not list, or ``dataset.num_classes`` differing from the class count (the message
+            names the keys and values).
+    """
+    names = dataset_cfg.get("class_names")
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"dataset.class_names: expected the list of class names of the label ids, got {names!r}")
+    class_map = dataset_cfg.get("class_map")
+    try:
+        lookup = class_lookup(names, class_map, source="dataset.class_names")
+    except (ValueError, LabelError) as exc:
+        raise ValueError(f"dataset.class_map: {exc}") from None
+    if int(dataset_cfg["num_classes"]) != lookup.num_classes:
+        raise ValueError(f"dataset.num_classes is {dataset_cfg['num_classes']} but dataset.class_names / class_map "
+                         f"give {lookup.num_classes} classes {list(lookup.class_names)}; set dataset.num_classes="
+                         f"{lookup.num_classes}")
+    return lookup

@@ -164,7 +164,7 @@ class HardwareConfig:
     prefetch_factor: int = rule(optional=True, ge=1)
     pin_memory: Union[bool, str] = rule(optional=True, check=_pin_memory_ok, expected="true, false or auto")
     channels_last: bool = rule(optional=True)
-    compile: str = rule(optional=True, choices="evdet.model.acceleration:COMPILE_MODES")
+    compile: str = rule(optional=True, choices="evdet.model.nn.acceleration:COMPILE_MODES")
 
 
 @dataclass
@@ -250,7 +250,7 @@ class LoggingConfig:
 
 @dataclass
 class WandbConfig:
-    """``wandb``: Weights & Biases (:mod:`evdet.model.experiment_loggers`)."""
+    """``wandb``: Weights & Biases (:mod:`evdet.model.mlops.experiment_loggers`)."""
 
     enabled: bool = rule()
     project_name: str = rule(nonempty=True)
@@ -260,7 +260,7 @@ class WandbConfig:
 
 @dataclass
 class BackboneConfig:
-    """``model.backbone``: the MaxViT-RNN (:class:`evdet.model.backbone.MaxViTRNN`)."""
+    """``model.backbone``: the MaxViT-RNN (:class:`evdet.model.nn.backbone.MaxViTRNN`)."""
 
     embed_dim: int = rule(ge=1)
     head_dim: int = rule(ge=1)
@@ -268,7 +268,7 @@ class BackboneConfig:
     num_blocks: list[int] = rule(length=4, ge=1)
     patch_size: int = rule(ge=1)
     mlp_ratio: float = rule(gt=0)
-    lstm_cell: str = rule(choices="evdet.model.lstm:LSTM_CELL_NAMES")
+    lstm_cell: str = rule(choices="evdet.model.nn.lstm:LSTM_CELL_NAMES")
     dws_conv: bool = rule()
     drop_path: float = rule(ge=0, lt=1)
     partition_split: int = rule(ge=1)
@@ -285,14 +285,14 @@ class FPNConfig:
 
 @dataclass
 class HeadSchema:
-    """``model.head``: YOLOX or ABC, and the size-aware loss (:class:`evdet.model.detector.HeadConfig`)."""
+    """``model.head``: YOLOX or ABC, and the size-aware loss (:class:`evdet.model.nn.detector.HeadConfig`)."""
 
-    name: str = rule(choices="evdet.model.detector:HEAD_NAMES")
+    name: str = rule(choices="evdet.model.nn.detector:HEAD_NAMES")
     size_aware_loss: bool = rule()
     size_aware_weight: float = rule(ge=1)
     small_threshold: float = rule(gt=0)
     medium_threshold: float = rule(gt=0)
-    weight_type: str = rule(choices="evdet.model.size_aware:WEIGHT_TYPES")
+    weight_type: str = rule(choices="evdet.model.loss.size_aware:WEIGHT_TYPES")
     small_classes: list[str] = rule(distinct=True)
     aux_loss_weight: float = rule(ge=0)
 
@@ -335,7 +335,7 @@ class EvaluationConfig:
 
     protocol: str = rule(choices="evdet.eval.prophesee:PROTOCOLS")
     camera: str = rule(choices="evdet.eval.prophesee:CAMERA_SENSOR_HW")
-    score: str = rule(choices="evdet.model.postprocess:SCORE_KINDS")
+    score: str = rule(choices="evdet.model.nn.postprocess:SCORE_KINDS")
     min_box_diag_px: Optional[float] = rule(ge=0)
     min_box_side_px: Optional[float] = rule(ge=0)
     skip_before_us: int = rule(ge=0)

@@ -7,7 +7,7 @@ Output folder ``OUT``:
   marked), per-class AP, the small-object classes' AP (``model.head.small_classes``, else
   ``dataset.small_classes`` of the run's config), training speed and memory (``run.json``'s ``training_summary``),
   model size (``model_summary``), the config diff against the defaults (``config_diff``, recorded at training time by
-  :mod:`evdet.model.run_records`, so this report needs neither torch nor Hydra), the checkpoints, the validation AP
+  :mod:`evdet.model.mlops.run_records`, so this report needs neither torch nor Hydra), the checkpoints, the validation AP
   per validation, and every figure below, embedded with relative links;
 * ``OUT/confusion_matrices/confusion_matrix_eEEE_sSSSSSSS.png`` per validation during training,
   ``confusion_matrix_latest.png`` (the latest validation) and, when the run has the evaluate step's

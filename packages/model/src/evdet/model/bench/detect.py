@@ -1,6 +1,6 @@
 """``evdet-bench detect``: batch-1 streaming inference latency per 50 ms window, as ``evdet-detect`` runs it.
 
-Runs :class:`evdet.model.streaming.StreamingDetector` (the network step of ``evdet-detect``) over consecutive
+Runs :class:`evdet.model.inference.streaming.StreamingDetector` (the network step of ``evdet-detect``) over consecutive
 windows, synchronising the device after each, and prints ONE JSON line with ``latency_ms_p50``,
 ``latency_ms_p95``, ``latency_ms_mean`` (model step: host-to-device copy, backbone with states, PAFPN, head,
 decoding, NMS), ``histogram_ms_p50`` (stacked histogram of the window on the host, when ``--recording`` is given),
@@ -8,10 +8,10 @@ decoding, NMS), ``histogram_ms_p50`` (stacked histogram of the window on the hos
 ``windows``, ``window_us``, ``params``, ``embed_dim``, ``device``, ``compile``, ``fold_batch_norm``,
 ``channels_last``, ``input``, ``torch``, ``engine``.
 
-Engines (``--engine``, :mod:`evdet.model.detect_engines`): ``torch`` (default) runs the model eagerly or compiled;
-``onnxruntime`` runs an exported streaming step (:mod:`evdet.model.onnx_engine`): the ``--checkpoint`` when it is an
+Engines (``--engine``, :mod:`evdet.model.inference.detect_engines`): ``torch`` (default) runs the model eagerly or compiled;
+``onnxruntime`` runs an exported streaming step (:mod:`evdet.model.inference.onnx_engine`): the ``--checkpoint`` when it is an
 ``.onnx`` file, else the config's or checkpoint's model exported first to a temporary file at its input size
-(:func:`evdet.model.onnx_export.export_model`, not timed; ``onnx_export_s`` gives its time). Both time the same
+(:func:`evdet.model.inference.onnx_export.export_model`, not timed; ``onnx_export_s`` gives its time). Both time the same
 per-window work: histogram to the engine's input, network step, the same post-processing. The onnxruntime session
 uses ``torch.get_num_threads()`` intra-op threads, as torch does. ``--compile``, ``--fold-batch-norm`` and
 ``--channels-last`` are torch options (an error with onnxruntime).
@@ -39,10 +39,10 @@ from evdet.data.representation import HistogramConfig, stacked_histogram
 from evdet.model.bench.flags import float_above, int_at_least
 from evdet.model.bench.train import check_device
 from evdet.model.config import compose_checked, to_container
-from evdet.model.datamodule import dataset_classes
-from evdet.model.detect_engines import ENGINES, default_device, is_onnx_file, resolve_engine
-from evdet.model.detector import build_detector
-from evdet.model.streaming import STREAMING_COMPILE, StreamingDetector
+from evdet.model.config import dataset_classes
+from evdet.model.inference.detect_engines import ENGINES, default_device, is_onnx_file, resolve_engine
+from evdet.model.nn.detector import build_detector
+from evdet.model.inference.streaming import STREAMING_COMPILE, StreamingDetector
 
 __all__ = ["ACCEPTS_OVERRIDES", "HELP", "add_arguments", "benchmark_detect", "run"]
 
@@ -58,7 +58,7 @@ def _recording_windows(recording: Path, width: int, height: int, windows: int) -
     model input (those of ``evdet-detect``)."""
     from evdet.data.readers import open_recording
     from evdet.model.bench.representation import read_windows
-    from evdet.model.detect import histogram_config, input_scale_factor
+    from evdet.model.inference.detect import histogram_config, input_scale_factor
 
     with open_recording(recording) as reader:
         config = histogram_config(None, input_scale_factor(reader.width, reader.height, width, height))
@@ -97,7 +97,7 @@ def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmu
         return _benchmark_onnx(config, device=device, windows=windows, warmup=warmup, recording=recording,
                                checkpoint=checkpoint, confidence=confidence)
     if checkpoint is not None:
-        from evdet.model.checkpoint import load_module
+        from evdet.model.training.checkpoint import load_module
 
         module, config = load_module(checkpoint, device)
         model = module.model
@@ -132,8 +132,8 @@ def _benchmark_onnx(config: dict[str, Any], *, device: str, windows: int, warmup
     import onnx
     import onnxruntime as ort
 
-    from evdet.model.onnx_engine import OnnxStreamingDetector, onnx_providers
-    from evdet.model.onnx_export import default_input_size, export_model
+    from evdet.model.inference.onnx_engine import OnnxStreamingDetector, onnx_providers
+    from evdet.model.inference.onnx_export import default_input_size, export_model
 
     onnx_providers(device)
     with tempfile.TemporaryDirectory(prefix="evdet-bench-onnx-") as tmp:
@@ -142,7 +142,7 @@ def _benchmark_onnx(config: dict[str, Any], *, device: str, windows: int, warmup
             onnx_path = checkpoint
         else:
             if checkpoint is not None:
-                from evdet.model.checkpoint import load_module
+                from evdet.model.training.checkpoint import load_module
 
                 module, config = load_module(checkpoint, "cpu")
                 model, eval_info, source = module.model, module.eval_info, checkpoint.name
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
     """
     device = args.device if args.device is not None else default_device(args.engine)
     if args.engine == "onnxruntime":
-        from evdet.model.onnx_engine import onnx_providers
+        from evdet.model.inference.onnx_engine import onnx_providers
 
         onnx_providers(device)
     else:

@@ -1,6 +1,6 @@
 """``evdet-bench loader``: data-loading throughput from representation shards, in frames per second per worker.
 
-Builds the training loader (:func:`evdet.data.dataset.build_dataloader`, the one the data module builds) over a
+Builds the training loader (:func:`evdet.model.training.dataset.build_dataloader`, the one the data module builds) over a
 folder of shards and times ``--batches`` batches after the warm-up (the first batch of every worker: process start,
 file opening). A *frame* is one window of one sequence, ``(C, H, W)`` uint8 (``batch_size x sequence_length``
 frames per batch). Prints ONE JSON line: ``frames_per_s``, ``frames_per_s_per_worker`` (``frames_per_s`` divided by
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from evdet.data.augmentation import RANDOM_REFERENCE, STREAM_REFERENCE, SamplingAugmentation
-from evdet.data.dataset import build_dataloader
+from evdet.model.training.augmentation import RANDOM_REFERENCE, STREAM_REFERENCE, SamplingAugmentation
+from evdet.model.training.dataset import build_dataloader
 from evdet.data.labels import BBOX_DTYPE, ETRAM_CLASSES
 from evdet.data.shards import ShardWriter, list_shards
 from evdet.model.bench.flags import float_above, int_at_least
@@ -172,8 +172,8 @@ def benchmark_loader(shard_dir: str | Path, *, workers: int, batches: int, batch
         batches: timed batches, >= 1.
         batch_size: ``B``; sequence_length: ``L``.
         sampling: ``"random"`` or ``"stream"``.
-        augmentation: apply RVT's training augmentation of ``sampling`` (:data:`~evdet.data.augmentation.
-            RANDOM_REFERENCE` / :data:`~evdet.data.augmentation.STREAM_REFERENCE`), as training does.
+        augmentation: apply RVT's training augmentation of ``sampling`` (:data:`~evdet.model.training.augmentation.
+            RANDOM_REFERENCE` / :data:`~evdet.model.training.augmentation.STREAM_REFERENCE`), as training does.
         seed: loader seed (shuffle and augmentation draws).
         prefetch_factor: batches each worker prepares ahead (``None``: torch's 2).
         pin_memory: page-locked batches (the main process copies them, as for training on CUDA).

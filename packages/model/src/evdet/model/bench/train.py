@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from evdet.model.acceleration import apply_acceleration, build_adamw
+from evdet.model.nn.acceleration import apply_acceleration, build_adamw
 from evdet.model.bench.flags import BENCH_PRECISIONS, int_at_least, precision
 from evdet.model.config import compose_checked, to_container
-from evdet.model.datamodule import dataset_classes
-from evdet.model.detector import build_detector
-from evdet.model.recurrence import detach_states, run_sequence
+from evdet.model.config import dataset_classes
+from evdet.model.nn.detector import build_detector
+from evdet.model.training.recurrence import detach_states, run_sequence
 
 __all__ = ["ACCEPTS_OVERRIDES", "BENCH_PRECISIONS", "HELP", "add_arguments", "benchmark_training", "check_device",
            "run", "synthetic_batch"]
@@ -38,7 +38,7 @@ PHASES = ("backbone", "head_loss", "backward", "optimizer")
 def synthetic_batch(
     batch: int, seq_len: int, channels: int, height: int, width: int, num_classes: int, generator: torch.Generator
 ) -> dict[str, Any]:
-    """A batch dict in the :mod:`evdet.data.dataset` format with sparse random histograms and 1-4 boxes per window.
+    """A batch dict in the :mod:`evdet.model.training.dataset` format with sparse random histograms and 1-4 boxes per window.
 
     ``representation`` is uint8 ``(B, L, C, H, W)`` with ~10% non-zero cells (counts 1-10); boxes are 16-96 px wide.
     """
