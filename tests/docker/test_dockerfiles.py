@@ -112,6 +112,24 @@ def test_multi_stage_runtime_images(dockerfile):
         assert package in builders, f"{path.name}: {package} is not installed by a builder stage"
 
 
+def test_data_image_has_no_torch_and_torch_is_the_first_layer_of_the_full_builder(dockerfile):
+    """evdet-data needs no torch (issue 13): builder-data installs kfp + packages/data only; builder-full installs
+    torch/torchvision in its first pip layer, before the eval/model sources are copied (cached across code edits)."""
+    path, _, stages = dockerfile
+    data_runs = " ".join(args for instr, args in stages["builder-data"] if instr == "RUN")
+    assert "torch" not in data_runs, f"{path.name}: builder-data installs torch: {data_runs}"
+    assert "kfp" in data_runs and "/src/packages/data" in data_runs, \
+        f"{path.name}: builder-data must install kfp and packages/data"
+    full = stages["builder-full"]
+    assert full[0] == ("FROM", "builder-data"), f"{path.name}: builder-full must build on builder-data"
+    pip_runs = [i for i, (instr, args) in enumerate(full) if instr == "RUN" and "pip install" in args]
+    copies = [i for i, (instr, args) in enumerate(full) if instr == "COPY" and "packages/" in args]
+    assert pip_runs and re.search(r"\btorch torchvision\b", full[pip_runs[0]][1]), \
+        f"{path.name}: the first pip layer of builder-full must install torch torchvision"
+    assert copies and pip_runs[0] < min(copies), f"{path.name}: torch must be installed before the package sources"
+    assert all("-c constraints.txt" in full[i][1] for i in pip_runs), f"{path.name}: builder-full pip without -c"
+
+
 def test_runtime_images_run_as_numeric_non_root_user(dockerfile):
     path, _, stages = dockerfile
     for target in RUNTIME_TARGETS:
