@@ -8,7 +8,7 @@ PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check -c constraints
 PACKAGES := -e packages/data -e packages/eval -e packages/model
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test test-fast compile-pipelines bench clean image push image-smoke dashboards k8s-check submit logs
+.PHONY: venv run test test-fast compile-pipelines bench clean image push image-smoke dashboards k8s-training k8s-check submit logs
 
 venv: $(STAMP)
 
@@ -74,6 +74,10 @@ image-smoke:
 # Grafana dashboards as code (grafana-foundation-sdk) -> k8s/grafana/dashboards/*.json (committed; a test compares).
 dashboards: venv
 	$(PY) k8s/grafana/dashboards.py --out k8s/grafana/dashboards
+
+# Training Job overlays k8s/training/<experiment>/ from the experiment configs (committed; a test compares).
+k8s-training: venv
+	$(PY) k8s/training/generate.py
 
 # kustomize build + kubernetes-validate --strict of every overlay (also part of `make test`).
 k8s-check: venv

@@ -1,7 +1,9 @@
 """One builder for every experiment pipeline: preprocess -> train -> evaluate -> detect.
 
-Each ``pipelines/<experiment>.py`` file only calls :func:`build_pipeline` with its experiment name, so the pipeline
-body exists once. Parameters of the built pipeline (all overridable at submission):
+Each ``pipelines/<short>.py`` file is one line, ``<short> = build_pipeline("<experiment>")``, so the pipeline body
+exists once and everything per experiment comes from its Hydra config ``conf/experiment/<experiment>.yaml``: the
+pipeline's name (``evdet-<experiment_name>`` in lower case, ``_`` -> ``-``), its description (the config's
+``description``) and the default ``class_names``. Parameters of the built pipeline (all overridable at submission):
 
 - ``raw_data_uri``: eTraM-layout dataset directory (train/ val/ test/ with ``<name>_td.h5`` + ``<name>_bbox.npy``);
 - ``overrides``: Hydra overrides appended to ``+experiment=<name>`` (e.g. ``["profile=local"]``);
@@ -23,7 +25,7 @@ from evdet.model.config import compose_config
 
 from pipeline_components import detect, evaluate, preprocess, train
 
-__all__ = ["build_pipeline", "LOCAL_DEFAULTS", "CLUSTER"]
+__all__ = ["build_pipeline", "pipeline_identity", "LOCAL_DEFAULTS", "CLUSTER", "STEPS"]
 
 #: Kubernetes settings of the pipeline's pods (must agree with k8s/: Secret name and keys, GPU node labels/taints).
 CLUSTER = {
@@ -80,17 +82,41 @@ LOCAL_DEFAULTS = {
 }
 
 
-def experiment_class_names(experiment: str) -> str:
-    """The experiment's ``dataset.class_names`` as the comma-separated ``--class-names`` of preprocessing."""
-    return ",".join(compose_config([f"experiment={experiment}"]).dataset.class_names)
+#: The steps every experiment pipeline runs (the end of its description).
+STEPS = "preprocess -> train -> evaluate -> detect"
 
 
-def build_pipeline(experiment: str, pipeline_name: str, description: str):
-    """Return the KFP pipeline function for ``experiment`` (a Hydra ``experiment`` config name)."""
+def pipeline_identity(experiment: str) -> dict[str, str]:
+    """Name, description and default ``class_names`` of ``experiment``'s pipeline, from its composed Hydra config.
 
-    default_class_names = experiment_class_names(experiment)
+    Returns:
+        ``{"name": "evdet-<experiment_name, lower case, _ -> ->", "description": "<description>. Steps: <STEPS>.",
+        "class_names": "<dataset.class_names joined by ','>"}``; without a ``description`` key the description starts
+        ``"Experiment <experiment>."``.
 
-    @dsl.pipeline(name=pipeline_name, description=description)
+    Raises:
+        hydra.errors.ConfigCompositionException: ``experiment`` names no config in ``conf/experiment/`` (Hydra's
+            message lists the available ones) or the config does not compose.
+    """
+    cfg = compose_config([f"experiment={experiment}"])
+    what = str(cfg.get("description") or f"Experiment {experiment}").strip()
+    if not what.endswith((".", "!", "?")):
+        what += "."
+    return {
+        "name": "evdet-" + str(cfg.experiment_name).lower().replace("_", "-"),
+        "description": f"{what} Steps: {STEPS}.",
+        "class_names": ",".join(cfg.dataset.class_names),
+    }
+
+
+def build_pipeline(experiment: str):
+    """Return the KFP pipeline function for ``experiment`` (a Hydra ``experiment`` config name), named and described
+    as :func:`pipeline_identity` says."""
+
+    identity = pipeline_identity(experiment)
+    default_class_names = identity["class_names"]
+
+    @dsl.pipeline(name=identity["name"], description=identity["description"])
     def pipeline(
         raw_data_uri: str,
         overrides: list = [],  # noqa: B006 (kfp pipeline defaults are literal values)

@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=4.0, help="length of each synthetic recording")
     parser.add_argument("--override", action="append", default=[], help="extra Hydra override (repeatable)")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pipeline_files import experiment_pipelines  # short name -> experiment, read from pipelines/*.py
+
+    experiments = experiment_pipelines()
+    if args.pipeline not in experiments:
+        parser.error(f"no experiment pipeline {args.pipeline!r} in pipelines/ (one of: {', '.join(experiments)})")
 
     start = time.monotonic()
     workdir = args.workdir.resolve()
@@ -94,7 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     raw_dir = workdir / "raw" / f"synthetic-seed{args.seed}"
     make_synthetic_dataset(raw_dir, args.seed, args.duration_s)
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from kfp import local  # noqa: E402  (kfp is imported only after set-up so errors above stay short)
 
     from pipeline_builder import LOCAL_DEFAULTS  # noqa: E402
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_split=LOCAL_DEFAULTS["eval_split"],
         metrics_addr=LOCAL_DEFAULTS["metrics_addr"],
     )
-    print_summary(store, module.EXPERIMENT, run_id, time.monotonic() - start)
+    print_summary(store, experiments[args.pipeline], run_id, time.monotonic() - start)
     return 0
 
 

@@ -21,14 +21,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evdet.model.config import list_experiments
+
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 EXPERIMENT_CONF = REPO / "packages/model/src/evdet/model/conf/experiment"
 #: Kubernetes version the manifests are validated against (k8s/README.md names it).
 K8S_VERSION = "1.32.0"
 OVERLAYS = ("overlays/local", "overlays/gpu")
-EXPERIMENTS = ("baseline_3scale", "plain_lstm_640x360_baseline", "patch2_sizeaware_100k",
-               "patch2_4scale_sizeaware_200k", "ABC_sod_basic_100k")
+#: Every experiment config has its generated Job overlay k8s/training/<experiment>/ (tests/k8s/test_training_overlays.py).
+EXPERIMENTS = tuple(list_experiments())
 PYTORCHJOB = "training/pytorchjob"
 MINIO_ENV = ("MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE")
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -11,20 +11,23 @@ from evdet.model.config import compose_config, list_experiments, to_container
 from evdet.model.nn.summary import lstm_cell_counts, summarize
 from evdet.model.training.train import run_training
 
-EXPERIMENTS = [
+#: The research team's experiments: they must stay (renaming or deleting one breaks the team's comparisons).
+TEAM_EXPERIMENTS = [
     "baseline_3scale",
     "plain_lstm_640x360_baseline",
     "patch2_sizeaware_100k",
     "patch2_4scale_sizeaware_200k",
     "ABC_sod_basic_100k",
 ]
+#: Every experiment config in conf/experiment/ (a new one is tested without editing this file).
+EXPERIMENTS = list_experiments()
 TINY = ["dataset=etram", "profile=local", "dataset.height=90", "dataset.width=160", "training.max_steps=2",
         "validation.val_check_interval=2", "training.log_every_n_steps=1", "wandb.enabled=false",
         "dataset.evaluation.min_box_diag_px=16", "dataset.evaluation.min_box_side_px=4"]
 
 
 def test_all_team_experiments_exist():
-    assert set(EXPERIMENTS) <= set(list_experiments())
+    assert set(TEAM_EXPERIMENTS) <= set(list_experiments())
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
@@ -35,7 +38,7 @@ def test_experiment_trains_two_steps_and_logs_loss_parts(name, tiny_shards, tmp_
     with open(Path(run["output_dir"]) / "logs" / "metrics.csv") as f:
         columns = set(next(csv.reader(f)))
     expected = {"train/loss", "train/loss_iou", "train/loss_obj", "train/loss_cls"}
-    if name.startswith("ABC"):
+    if cfg.model.head.name == "ABC":  # the ABC head adds the auxiliary small-object loss
         expected |= {"train/loss_main", "train/loss_aux"}
     assert expected <= columns, columns
 
