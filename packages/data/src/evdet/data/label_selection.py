@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evdet.data.boxes import clip_boxes, clip_xywh
 from evdet.data.labels import BBOX_DTYPE, LabelError
 
 __all__ = [
@@ -135,13 +136,7 @@ def filter_boxes(boxes: np.ndarray, width: int, height: int, split: str, *, min_
     boxes = _as_boxes(boxes, source)
     if width <= 0 or height <= 0:
         raise LabelError(f"{source}: frame size must be positive, got {width}x{height}")
-    right, bottom = np.float32(width - 1), np.float32(height - 1)
-    x1 = np.clip(boxes["x"], np.float32(0), right)
-    y1 = np.clip(boxes["y"], np.float32(0), bottom)
-    x2 = np.clip(boxes["x"] + boxes["w"], np.float32(0), right)
-    y2 = np.clip(boxes["y"] + boxes["h"], np.float32(0), bottom)
-    out = boxes.copy()
-    out["x"], out["y"], out["w"], out["h"] = x1, y1, x2 - x1, y2 - y1
+    out = clip_boxes(boxes, width - 1, height - 1)
     dropped = {}
     keep = (out["w"] > 0) & (out["h"] > 0)
     dropped["crop"], out = int((~keep).sum()), out[keep]
@@ -378,10 +373,6 @@ def loader_boxes(labels: np.ndarray, width: int, height: int, downsample_factor:
 def _clamp(rows: np.ndarray, width: int, height: int) -> np.ndarray:
     """Clamp ``[.., x, y, w, h, ..]`` float32 rows to ``[0, W - 1] x [0, H - 1]`` (RVT ``clamp_to_frame_``)."""
     out = rows.copy()
-    right, bottom = np.float32(width - 1), np.float32(height - 1)
-    x0 = np.clip(rows[:, 1], np.float32(0), right)
-    y0 = np.clip(rows[:, 2], np.float32(0), bottom)
-    x1 = np.clip(rows[:, 1] + rows[:, 3], np.float32(0), right)
-    y1 = np.clip(rows[:, 2] + rows[:, 4], np.float32(0), bottom)
-    out[:, 1], out[:, 2], out[:, 3], out[:, 4] = x0, y0, x1 - x0, y1 - y0
+    out[:, 1], out[:, 2], out[:, 3], out[:, 4] = clip_xywh(rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4],
+                                                           width - 1, height - 1)
     return out

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
-from evdet.data.storage import StoreError
+from evdet.data.store_errors import StoreError
 
 __all__ = ["S3Credentials", "load_s3_credentials", "DEFAULT_CREDENTIALS_DIR", "CredentialsError", "mask_secret",
            "MIN_SECRET_KEY_LENGTH", "MASK"]

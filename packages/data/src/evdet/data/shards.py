@@ -31,7 +31,9 @@ interrupted run never leaves a file that looks complete. :class:`Shard` is the o
 prediction and evaluation all use it): it converts the stored boxes to the representation size exactly as the
 reference's loader does (:func:`evdet.data.label_selection.loader_boxes`) and maps their classes by name
 (:func:`evdet.data.classes.class_lookup`). The HDF5 file is opened on first use in the process that reads the
-histograms, so a :class:`Shard` can be handed to DataLoader workers.
+histograms, so a :class:`Shard` can be handed to DataLoader workers. A split folder is opened with
+:func:`load_shards` (every shard, checked to agree on size and classes; :func:`check_shards_agree` for further
+attributes such as :data:`HISTOGRAM_ATTRS`).
 """
 
 from __future__ import annotations
@@ -49,23 +51,69 @@ from evdet.data.label_selection import loader_boxes
 from evdet.data.labels import BBOX_DTYPE
 
 __all__ = [
+    "HISTOGRAM_ATTRS",
     "JSON_ATTRS",
     "read_shard_attrs",
     "REQUIRED_ATTRS",
     "REQUIRED_DATASETS",
+    "SHARD_ATTRS",
+    "SHARD_DATASETS",
     "SHARD_FORMAT_VERSION",
     "Shard",
     "ShardError",
     "ShardWriter",
+    "check_shards_agree",
     "is_complete_shard",
     "list_shards",
+    "load_shards",
 ]
 
 SHARD_FORMAT_VERSION = 2
 """Version of the layout above. Format 1 (before the reference protocol) stored boxes at representation size with
 a fixed 50 ms grid and is refused."""
+#: The datasets of a shard as :class:`ShardWriter` writes them: name -> (shape, dtype, meaning); ``N`` windows,
+#: ``K`` object frames, ``M`` boxes. ``docs/architecture.md`` ("Shard") is generated from it
+#: (``python docs/generate_architecture.py``); tests/ci/test_architecture_doc.py checks a written shard against it.
+SHARD_DATASETS: dict[str, tuple[str, str, str]] = {
+    "representation": ("(N, 2*bins, H, W)", "uint8, Blosc", "one stacked histogram per window (one chunk each)"),
+    "window_end_us": ("(N,)", "int64", "end time of each window (µs); window i holds `end - window_us <= t <= end`"),
+    "labels": ("(M,)", "BBOX_DTYPE", "boxes of the object frames in SENSOR px, cropped and filtered (raw class ids)"),
+    "label_t_us": ("(K,)", "int64", "object-frame timestamps (µs), increasing, ~10 Hz"),
+    "label_window_index": ("(K,)", "int64", "window of each frame (with `windows=label`: ending exactly at it)"),
+    "label_slice": ("(K, 2)", "int64", "`[start, stop)` rows of `labels` for each frame"),
+}
+#: The attributes a shard may hold: name -> meaning. :meth:`ShardWriter.finish` refuses any other key, so this
+#: table (and the documentation generated from it) lists every attribute a shard can carry.
+SHARD_ATTRS: dict[str, str] = {
+    "format_version": "layout version (2), set by the writer",
+    "complete": "True once finished, set by the writer (False while `<name>.h5.tmp` is written)",
+    "width": "representation width (px)",
+    "height": "representation height (px)",
+    "sensor_width": "sensor width (px)",
+    "sensor_height": "sensor height (px)",
+    "window_us": "window length (µs)",
+    "bins": "time bins per polarity (channels = 2 * bins)",
+    "clip": "count clip per cell",
+    "downsample_factor": "sensor px per representation px",
+    "downsample": "`nearest_exact` | `sum`",
+    "time_bins": "`stretched` | `fixed`",
+    "windows": "`label` (windows end at object frames) | `grid`",
+    "split": "split name (`train` applies the train-only box filter)",
+    "label_hz": "label rate of the source labels (Hz)",
+    "frame_step_us": "step between object frames (µs)",
+    "class_names": "JSON list: names of the raw label ids, in id order",
+    "source": "recording file name",
+    "source_bytes": "recording size (bytes)",
+    "labels_source": "label file name",
+    "labels_bytes": "label file size (bytes)",
+    "dropped_boxes": "JSON: boxes removed per filter",
+    "bad_events": "JSON: events dropped per field (`--on-bad-events drop`)",
+    "on_bad_events": "`error` | `drop`",
+    "fingerprint": "JSON: what made the shard (recording and label name, bytes, mtime, SHA-256; every option and the "
+                   "split), compared on a rerun of `evdet-data preprocess`",
+}
 #: Datasets every shard holds.
-REQUIRED_DATASETS = ("representation", "window_end_us", "labels", "label_t_us", "label_window_index", "label_slice")
+REQUIRED_DATASETS = tuple(SHARD_DATASETS)
 #: Attributes every finished shard holds.
 REQUIRED_ATTRS = (
     "format_version", "width", "height", "sensor_width", "sensor_height", "downsample_factor", "downsample",
@@ -73,6 +121,8 @@ REQUIRED_ATTRS = (
 )
 #: Attributes stored as JSON text (lists and dicts).
 JSON_ATTRS = ("class_names", "dropped_boxes", "bad_events", "fingerprint")
+#: Attributes of the stacked-histogram parameters (``evdet-detect`` rebuilds the same representation from them).
+HISTOGRAM_ATTRS = ("window_us", "bins", "clip", "downsample_factor", "downsample", "time_bins")
 
 
 class ShardError(ValueError):
@@ -217,14 +267,15 @@ class ShardWriter:
             label_t_us: ``(K,)`` int64 object-frame timestamps (µs), increasing.
             label_window_index: ``(K,)`` int64 window of each frame, increasing.
             label_slice: ``(K, 2)`` int64 ``[start, stop)`` into ``labels``.
-            attrs: shard attributes (``complete`` and ``format_version`` are set here; values of
-                :data:`JSON_ATTRS` are stored as JSON text).
+            attrs: shard attributes, keys of :data:`SHARD_ATTRS` (``complete`` and ``format_version`` are set
+                here; values of :data:`JSON_ATTRS` are stored as JSON text).
 
         Returns:
             The final shard path.
 
         Raises:
-            ValueError: if the arrays are inconsistent (message names the dataset).
+            ValueError: if the arrays are inconsistent (message names the dataset), or an attribute is not in
+                :data:`SHARD_ATTRS` (names it).
         """
         if self._file is None:
             raise ValueError(f"{self.tmp_path}: writer already finished or closed")
@@ -240,6 +291,10 @@ class ShardWriter:
             raise ValueError(f"{self.tmp_path}: 'label_window_index' must increase within 0..{len(self._ends) - 1}")
         if k and (label_slice.min() < 0 or label_slice.max() > len(labels)):
             raise ValueError(f"{self.tmp_path}: 'label_slice' outside the {len(labels)} rows of 'labels'")
+        unknown = sorted(set(attrs) - set(SHARD_ATTRS))
+        if unknown:
+            raise ValueError(f"{self.tmp_path}: attributes {unknown} are not in SHARD_ATTRS (evdet.data.shards); "
+                             f"add them there with their meaning")
         f = self._file
         f.create_dataset("window_end_us", data=np.asarray(self._ends, dtype=np.int64))
         f.create_dataset("labels", data=labels)
@@ -378,6 +433,13 @@ class Shard:
         """Object frames ``K``."""
         return len(self.label_t_us)
 
+    @property
+    def histogram(self) -> dict:
+        """The stacked-histogram parameters the shard was made with: ``{key: attrs[key]}`` for
+        :data:`HISTOGRAM_ATTRS` (``window_us`` µs, ``bins``, ``clip``, ``downsample_factor``, ``downsample``,
+        ``time_bins``)."""
+        return {key: self.attrs[key] for key in HISTOGRAM_ATTRS}
+
     def _dataset(self) -> h5py.Dataset:
         if self._file is None or self._pid != os.getpid():
             _blosc_filters()
@@ -499,3 +561,51 @@ def list_shards(shard_dir: str | Path) -> list[Path]:
         raise ShardError(f"{shard_dir}: no .h5 shards (run evdet-data preprocess first)")
     return paths
 
+
+def load_shards(shard_dir: str | Path, class_map: ClassMap | str | None = None,
+                class_names: list[str] | tuple[str, ...] | None = None) -> list[Shard]:
+    """Open every shard of a split folder (index arrays only) and check they agree on shape and classes.
+
+    Args:
+        shard_dir: ``<out>/<split>``.
+        class_map: map the labels' classes by name (:class:`Shard`); ``None`` keeps the shard's classes.
+        class_names: the class names the shards must record (the dataset config's ``class_names``); ``None``
+            accepts any, as long as every shard of the folder records the same.
+
+    Returns:
+        :class:`Shard` objects sorted by file name.
+
+    Raises:
+        ShardError: if the folder is missing or empty, a shard is unfinished or malformed, or two shards differ in
+            ``(channels, height, width)`` or in their class names (message names the file).
+        LabelError: a class unknown to ``class_map`` (message names the file).
+    """
+    paths = list_shards(shard_dir)
+    shards = [Shard(p, class_map, expected_class_names=class_names) for p in paths]
+    ref = shards[0]
+    for shard in shards[1:]:
+        if (shard.channels, shard.height, shard.width) != (ref.channels, ref.height, ref.width):
+            raise ShardError(f"{shard.path}: representation is {shard.channels}x{shard.height}x{shard.width}, "
+                             f"expected {ref.channels}x{ref.height}x{ref.width} as {ref.path.name}")
+        if shard.source_class_names != ref.source_class_names:
+            raise ShardError(f"{shard.path}: class_names {list(shard.source_class_names)} differ from "
+                             f"{ref.path.name}'s {list(ref.source_class_names)}")
+    return shards
+
+
+def check_shards_agree(shards: list[Shard], keys: tuple[str, ...]) -> None:
+    """Check that every shard has the first shard's value of each attribute in ``keys``.
+
+    Args:
+        shards: at least one :class:`Shard` (e.g. from :func:`load_shards`).
+        keys: attribute names, e.g. ``("sensor_width", "sensor_height", *HISTOGRAM_ATTRS, "windows")``.
+
+    Raises:
+        ShardError: a shard whose attribute differs (names the file, the key and both values).
+    """
+    first = shards[0]
+    for shard in shards[1:]:
+        for key in keys:
+            if shard.attrs[key] != first.attrs[key]:
+                raise ShardError(f"{shard.path}: attribute '{key}' {shard.attrs[key]!r} differs from "
+                                 f"{first.path.name}'s {first.attrs[key]!r}")

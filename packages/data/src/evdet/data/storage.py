@@ -20,11 +20,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import urlparse
 
-if TYPE_CHECKING:
-    from evdet.data.s3_credentials import S3Credentials
+from evdet.data.s3_credentials import S3Credentials, load_s3_credentials
+from evdet.data.store_errors import StoreError
 
 __all__ = [
     "Store", "LocalStore", "S3Store", "StoreError", "ObjectInfo", "open_store", "run_prefix", "put_path",
@@ -35,11 +35,6 @@ log = logging.getLogger(__name__)
 
 #: Part size of multipart uploads (bytes): 64 MiB; files larger than one part go up in parts (S3 minimum 5 MiB).
 DEFAULT_PART_SIZE = 64 * 1024 * 1024
-
-
-class StoreError(ValueError):
-    """A store cannot be reached or refuses an operation. The message names the store (endpoint and bucket for S3)
-    and what was expected; it never contains a secret key."""
 
 
 @dataclass(frozen=True)
@@ -351,8 +346,6 @@ class S3Store:
                  timeout_s: float = 30.0) -> None:
         import urllib3
         from minio import Minio
-
-        from evdet.data.s3_credentials import load_s3_credentials
 
         if part_size < 5 * 1024 * 1024:
             raise StoreError(f"S3 store s3://{bucket}: part_size {part_size} B: expected at least 5 MiB (S3 minimum)")

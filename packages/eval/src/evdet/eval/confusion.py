@@ -17,22 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from evdet.data.boxes import iou_matrix
 from evdet.eval.prophesee import DEFAULT_TIME_TOLERANCE_US, PropheseeImages, PropheseeProtocol, build_images
 
 __all__ = ["confusion_matrix", "confusion_matrix_from_images", "format_confusion_csv"]
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``(len(a), len(b))`` float64 of boxes with fields x, y, w, h (px, top-left corner)."""
-    ax1, ay1 = a["x"].astype(np.float64)[:, None], a["y"].astype(np.float64)[:, None]
-    ax2, ay2 = ax1 + a["w"][:, None], ay1 + a["h"][:, None]
-    bx1, by1 = b["x"].astype(np.float64)[None, :], b["y"].astype(np.float64)[None, :]
-    bx2, by2 = bx1 + b["w"][None, :], by1 + b["h"][None, :]
-    iw = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None)
-    ih = np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
-    inter = iw * ih
-    union = (ax2 - ax1) * (ay2 - ay1) + (bx2 - bx1) * (by2 - by1) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def confusion_matrix_from_images(
@@ -68,7 +56,7 @@ def confusion_matrix_from_images(
         dt = dt_all[dt_bounds[i]:dt_bounds[i + 1]]
         dt = dt[np.argsort(-dt["class_confidence"], kind="stable")]
         matched = np.zeros(len(gt), dtype=bool)
-        iou = _iou_matrix(dt, gt) if len(dt) and len(gt) else np.zeros((len(dt), len(gt)))
+        iou = iou_matrix(dt, gt) if len(dt) and len(gt) else np.zeros((len(dt), len(gt)))
         for d in range(len(dt)):
             candidates = np.where(~matched & (iou[d] >= iou_threshold), iou[d], -1.0)
             g = int(np.argmax(candidates)) if len(gt) else -1

@@ -10,8 +10,9 @@ Layout (JSON object, ``schema_version`` 1)::
 ``metrics`` of ``evdet-eval prophesee`` is the dict of :func:`evdet.eval.prophesee.evaluate_prophesee`; ``extra``
 holds the inputs, recordings, timings and the confusion matrix.
 
-Files are written atomically (temporary file in the same folder, then link/rename), so a reader never sees a
-half-written file and an existing result is never replaced unless asked to.
+Files are written atomically (:func:`evdet.data.output_folder.write_file_atomically`: temporary file in the same
+folder, then link/rename), so a reader never sees a half-written file and an existing result is never replaced
+unless asked to.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from evdet.data.output_folder import write_file_atomically
 
 __all__ = [
     "RESULTS_FILE_NAME",
@@ -149,7 +151,8 @@ def write_experiment_results(
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
-    """Write a UTF-8 text file atomically (temporary file in the same folder, then link/rename).
+    """Write a UTF-8 text file atomically (:func:`evdet.data.output_folder.write_file_atomically`: a temporary file
+    in the same folder, flushed to disk, then linked or renamed to ``path``).
 
     Used for ``experiment_results.json`` and the files written beside it (e.g. ``confusion_matrix.csv``).
 
@@ -166,43 +169,21 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = F
         OSError: the folder cannot be created or written.
     """
     target = Path(path)
+    exists = f"{target}: file already exists; pass overwrite=True (--overwrite) to replace it"
     if not overwrite and target.exists():
-        raise FileExistsError(f"{target}: file already exists; pass overwrite=True (--overwrite) to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        raise FileExistsError(exists)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp_name, target)
-        else:
-            _link_no_clobber(Path(tmp_name), target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return target
 
-
-def _link_no_clobber(source: Path, target: Path) -> None:
-    """Give ``source`` the name ``target`` unless ``target`` exists (atomic where hard links are supported).
-
-    Raises:
-        FileExistsError: ``target`` exists (also when another process created it meanwhile).
-    """
     try:
-        os.link(source, target)
-    except FileExistsError:
-        raise FileExistsError(
-            f"{target}: file already exists; pass overwrite=True (--overwrite) to replace it"
-        ) from None
-    except OSError:  # file system without hard links: check, then rename (not race-free, but no silent clobber)
-        if target.exists():
-            raise FileExistsError(
-                f"{target}: file already exists; pass overwrite=True (--overwrite) to replace it"
-            ) from None
-        os.replace(source, target)
+        write_file_atomically(write, target, overwrite=overwrite)
+    except FileExistsError:  # created by someone else while this one was written
+        raise FileExistsError(exists) from None
+    return target
 
 
 def load_experiment_results(path: str | os.PathLike) -> dict:

@@ -28,6 +28,7 @@ import torch
 from evdet.model.training.dataset import build_dataloader
 from evdet.data.labels import save_boxes
 from evdet.data.output_folder import OutputFolder, check_output_folder
+from evdet.data.shards import ShardError, list_shards
 from evdet.model.training.checkpoint import load_module
 from evdet.model.config import dataset_classes
 from evdet.model.training.datamodule import shard_facts
@@ -46,7 +47,7 @@ DESCRIPTION_FILE = "detections.json"
 @torch.no_grad()
 def predict_shards(
     checkpoint: Path, shard_dir: Path, output_dir: Path, *, batch_size: int | None = None, device: str = "cpu",
-    overwrite: bool = False,
+    overwrite: bool = False, confidence_threshold: float | None = None, nms_threshold: float | None = None,
 ) -> dict:
     """Run the checkpoint over every shard of ``shard_dir`` and write detections and ground truth per recording.
 
@@ -58,6 +59,9 @@ def predict_shards(
         batch_size: recordings streamed in parallel, >= 1 (default ``batch_size.eval`` of the run).
         device: torch device string.
         overwrite: replace the outputs of an earlier ``evdet-model predict`` run in ``output_dir``.
+        confidence_threshold: minimum score of a kept detection in [0, 1] (default: the run's
+            ``validation.confidence_threshold``).
+        nms_threshold: IoU of class-aware NMS in [0, 1] (default: the run's ``validation.nms_threshold``).
 
     Returns:
         ``{"sequences", "labelled_frames", "detections", "files": [paths]}``.
@@ -74,9 +78,13 @@ def predict_shards(
         raise ValueError(f"batch_size: expected a positive number of recordings, got {batch_size!r}")
     check_output_folder(output_dir, TOOL, overwrite)
     module, config = load_module(checkpoint, device)
-    if not any(Path(shard_dir).glob("*.h5")):  # checked before building the loader, for a clear message
-        raise FileNotFoundError(f"{shard_dir}: no representation shards (*.h5)")
-    ds, val = config["dataset"], config["validation"]
+    try:  # checked before building the loader, for a clear message
+        shard_paths = list_shards(shard_dir)
+    except ShardError:
+        raise FileNotFoundError(f"{shard_dir}: no representation shards (*.h5)") from None
+    ds, val = config["dataset"], dict(config["validation"])
+    val["confidence_threshold"] = val["confidence_threshold"] if confidence_threshold is None else confidence_threshold
+    val["nms_threshold"] = val["nms_threshold"] if nms_threshold is None else nms_threshold
     facts = shard_facts(Path(shard_dir), ds)
     evaluation = dict(ds.get("evaluation") or {})
     loader = build_dataloader(
@@ -100,7 +108,7 @@ def predict_shards(
         frames_seen += frames.count
         dets = module.model.detect(frames.features, float(val["confidence_threshold"]), float(val["nms_threshold"]))
         collector.add(batch["sequence"], frames.batch_index, frames.label_t_us, frames.targets, dets)
-    names = sorted(p.stem for p in Path(shard_dir).glob("*.h5"))
+    names = sorted(p.stem for p in shard_paths)
     description = {
         "class_names": list(dataset_classes(ds).class_names),
         "width": facts["width"],

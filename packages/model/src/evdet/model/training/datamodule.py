@@ -20,14 +20,13 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from evdet.model.training.augmentation import SamplingAugmentation
-from evdet.model.training.dataset import build_dataloader, load_shards
+from evdet.data.shards import HISTOGRAM_ATTRS, check_shards_agree, load_shards
 from evdet.model.config import dataset_classes
+from evdet.model.training.augmentation import SamplingAugmentation
+from evdet.model.training.dataset import build_dataloader
 
 __all__ = ["HISTOGRAM_ATTRS", "ShardDataModule", "shard_facts"]
 
-HISTOGRAM_ATTRS = ("window_us", "bins", "clip", "downsample_factor", "downsample", "time_bins")
-"""Shard attributes of the stacked-histogram parameters (``evdet-detect`` rebuilds the same representation)."""
 
 
 def shard_facts(split_dir: Path, dataset_cfg: Any) -> dict[str, Any]:
@@ -44,18 +43,15 @@ def shard_facts(split_dir: Path, dataset_cfg: Any) -> dict[str, Any]:
         "windows" (label | grid), "shards" (count)}``.
 
     Raises:
-        evdet.data.shards.ShardError: no shards, a malformed shard, shards that disagree on size or classes, or
-            class names other than ``dataset.class_names`` (the message names the file).
+        evdet.data.shards.ShardError: no shards, a malformed shard, shards that disagree on size, classes, sensor
+            size, histogram parameters or windows (:func:`~evdet.data.shards.check_shards_agree`), or class names
+            other than ``dataset.class_names`` (the message names the file and key).
         ValueError: see :func:`evdet.model.config.dataset_classes`.
     """
     lookup = dataset_classes(dataset_cfg)
     shards = load_shards(split_dir, dataset_cfg.get("class_map"), list(dataset_cfg["class_names"]))
+    check_shards_agree(shards, ("sensor_width", "sensor_height", *HISTOGRAM_ATTRS, "windows"))
     first = shards[0]
-    for shard in shards[1:]:
-        for key in ("sensor_width", "sensor_height", *HISTOGRAM_ATTRS, "windows"):
-            if shard.attrs[key] != first.attrs[key]:
-                raise ValueError(f"{shard.path}: attribute '{key}' {shard.attrs[key]!r} differs from "
-                                 f"{first.path.name}'s {first.attrs[key]!r}")
     return {
         "width": first.width,
         "height": first.height,
@@ -65,7 +61,7 @@ def shard_facts(split_dir: Path, dataset_cfg: Any) -> dict[str, Any]:
         "class_names": list(lookup.class_names),
         "source_class_names": list(lookup.source_names),
         "class_map": lookup.class_map,
-        "histogram": {key: first.attrs[key] for key in HISTOGRAM_ATTRS},
+        "histogram": first.histogram,
         "windows": first.attrs["windows"],
         "shards": len(shards),
     }

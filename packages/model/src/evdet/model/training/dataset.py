@@ -75,7 +75,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 from evdet.model.training.augmentation import (AugmentationConfig, SamplingAugmentation, SequenceTransform, augment_sequence,
                                      sample_transform)
 from evdet.data.classes import ClassMap
-from evdet.data.shards import Shard, ShardError, list_shards
+from evdet.data.shards import Shard, ShardError, load_shards
 
 __all__ = [
     "MixedBatches",
@@ -86,38 +86,6 @@ __all__ = [
     "load_shards",
     "mixed_batch_split",
 ]
-
-
-def load_shards(shard_dir: str | Path, class_map: ClassMap | str | None = None,
-                class_names: list[str] | tuple[str, ...] | None = None) -> list[Shard]:
-    """Open every shard of a split folder (index arrays only) and check they agree on shape and classes.
-
-    Args:
-        shard_dir: ``<out>/<split>``.
-        class_map: map the labels' classes by name (:class:`evdet.data.shards.Shard`); ``None`` keeps the shard's
-            classes.
-        class_names: the class names the shards must record (the dataset config's ``class_names``); ``None``
-            accepts any, as long as every shard of the folder records the same.
-
-    Returns:
-        :class:`~evdet.data.shards.Shard` objects sorted by file name.
-
-    Raises:
-        ShardError: if the folder is missing or empty, a shard is unfinished or malformed, or two shards differ in
-            ``(channels, height, width)`` or in their class names (message names the file).
-        LabelError: a class unknown to ``class_map`` (message names the file).
-    """
-    paths = list_shards(shard_dir)
-    shards = [Shard(p, class_map, expected_class_names=class_names) for p in paths]
-    ref = shards[0]
-    for shard in shards[1:]:
-        if (shard.channels, shard.height, shard.width) != (ref.channels, ref.height, ref.width):
-            raise ShardError(f"{shard.path}: representation is {shard.channels}x{shard.height}x{shard.width}, "
-                             f"expected {ref.channels}x{ref.height}x{ref.width} as {ref.path.name}")
-        if shard.source_class_names != ref.source_class_names:
-            raise ShardError(f"{shard.path}: class_names {list(shard.source_class_names)} differ from "
-                             f"{ref.path.name}'s {list(ref.source_class_names)}")
-    return shards
 
 
 def _check_positive(name: str, value: int) -> int:
