@@ -11,32 +11,19 @@ Modules:
 - :mod:`evdet.model.inference.onnx_export`: ONNX export of one streaming step.
 - :mod:`evdet.model.inference.onnx_engine`: the onnxruntime streaming engine.
 
-The public names below are imported on first use (PEP 562), so importing one module of this package does not
-import the others.
+The public names below load their module on first use (``lazy_loader``, SPEC 1), so importing one module of this
+package does not import the others.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "StreamingDetector": "streaming",
-    "load_detector": "detect_engines",
-    "detect_recordings": "detect",
-    "predict_shards": "predict",
-    "export_checkpoint": "onnx_export",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """The public name ``name`` from its module (PEP 562).
-
-    Raises:
-        AttributeError: ``name`` is not one of ``__all__``.
-    """
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "streaming": ["StreamingDetector"],
+        "detect_engines": ["load_detector"],
+        "detect": ["detect_recordings"],
+        "predict": ["predict_shards"],
+        "onnx_export": ["export_checkpoint"],
+    },
+)

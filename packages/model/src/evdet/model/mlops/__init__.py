@@ -10,35 +10,20 @@ Modules:
 - :mod:`evdet.model.mlops.run_records`: run.json summaries, perf/* columns, validation confusion matrices.
 - :mod:`evdet.model.mlops.ddp_checks`: same weights on every rank after training.
 
-The public names below are imported on first use (PEP 562), so importing one module of this package does not
-import the others.
+The public names below load their module on first use (``lazy_loader``, SPEC 1), so importing one module of this
+package does not import the others.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "PrometheusMetricsCallback": "prometheus_metrics",
-    "build_metrics_callbacks": "prometheus_metrics",
-    "CheckpointUploader": "checkpoint_upload",
-    "LogLineProgress": "progress_log",
-    "build_loggers": "experiment_loggers",
-    "PerfRecorder": "run_records",
-    "ValidationConfusionWriter": "run_records",
-    "WeightConsistencyCheck": "ddp_checks",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """The public name ``name`` from its module (PEP 562).
-
-    Raises:
-        AttributeError: ``name`` is not one of ``__all__``.
-    """
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "prometheus_metrics": ["PrometheusMetricsCallback", "build_metrics_callbacks"],
+        "checkpoint_upload": ["CheckpointUploader"],
+        "progress_log": ["LogLineProgress"],
+        "experiment_loggers": ["build_loggers"],
+        "run_records": ["PerfRecorder", "ValidationConfusionWriter"],
+        "ddp_checks": ["WeightConsistencyCheck"],
+    },
+)

@@ -15,35 +15,18 @@ Modules:
 - :mod:`evdet.model.nn.acceleration`: speed options: BN folding, channels-last, torch.compile.
 - :mod:`evdet.model.nn.summary`: parameters, MACs and feature shapes.
 
-The public names below are imported on first use (PEP 562), so importing one module of this package does not
-import the others.
+The public names below load their module on first use (``lazy_loader``, SPEC 1), so importing one module of this
+package does not import the others.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "RVT": "detector",
-    "HeadConfig": "detector",
-    "LstmStates": "detector",
-    "build_detector": "detector",
-    "pad_to_multiple": "detector",
-    "postprocess": "postprocess",
-    "apply_acceleration": "acceleration",
-    "summarize": "summary",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """The public name ``name`` from its module (PEP 562).
-
-    Raises:
-        AttributeError: ``name`` is not one of ``__all__``.
-    """
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "detector": ["RVT", "HeadConfig", "LstmStates", "build_detector", "pad_to_multiple"],
+        "postprocess": ["postprocess"],
+        "acceleration": ["apply_acceleration"],
+        "summary": ["summarize"],
+    },
+)

@@ -13,32 +13,19 @@ Modules:
 - :mod:`evdet.model.training.rvt_import`: weights of the reference RVT implementation as an evdet checkpoint.
 - :mod:`evdet.model.training.train`: one training run: lifecycle, resume, upload.
 
-The public names below are imported on first use (PEP 562), so importing one module of this package does not
-import the others.
+The public names below load their module on first use (``lazy_loader``, SPEC 1), so importing one module of this
+package does not import the others.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "ShardDataModule": "datamodule",
-    "DetectionModule": "module",
-    "build_dataloader": "dataset",
-    "load_module": "checkpoint",
-    "run_training": "train",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    """The public name ``name`` from its module (PEP 562).
-
-    Raises:
-        AttributeError: ``name`` is not one of ``__all__``.
-    """
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "datamodule": ["ShardDataModule"],
+        "module": ["DetectionModule"],
+        "dataset": ["build_dataloader"],
+        "checkpoint": ["load_module"],
+        "train": ["run_training"],
+    },
+)
