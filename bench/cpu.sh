@@ -20,9 +20,9 @@ bench() {  # bench LABEL ARGS...: one JSON line tagged with LABEL, or an error l
 }
 
 B="+experiment=plain_lstm_640x360_baseline"
-bench train_b1_fp32 train $B --device cpu --batch 1 --steps 5 --warmup 2 --profile
-bench train_b1_fp32_cl train $B --device cpu --batch 1 --steps 5 --warmup 2 hardware.channels_last=true
-bench train_b1_fp32_compile train $B --device cpu --batch 1 --steps 5 --warmup 2 hardware.compile=backbone_stages
+bench train_b1_fp32 train $B --device cpu --batch-size 1 --steps 5 --warmup 2 --profile
+bench train_b1_fp32_cl train $B --device cpu --batch-size 1 --steps 5 --warmup 2 hardware.channels_last=true
+bench train_b1_fp32_compile train $B --device cpu --batch-size 1 --steps 5 --warmup 2 hardware.compile=backbone_stages
 bench train_local train $B profile=local --device cpu --steps 10 --warmup 3
 bench detect_tiny detect model=rvt_tiny --device cpu --recording data/real/gen4.dat --windows 100 --warmup 10
 bench detect_tiny_fold_cl detect model=rvt_tiny --device cpu --recording data/real/gen4.dat --windows 100 --warmup 10 \

@@ -32,16 +32,16 @@ bench() {  # bench LABEL TIMEOUT_S ARGS...: one JSON line tagged with LABEL, or 
 
 B="+experiment=plain_lstm_640x360_baseline"
 # Training step, RVT-B, batch 6, sequence length 5, bf16 mixed (the anchor config)
-bench train_b6_bf16 300 train $B --device cuda --batch 6 --steps 30 --warmup 5 --precision bf16-mixed --profile
-bench train_b6_bf16_cl 300 train $B --device cuda --batch 6 --steps 30 --warmup 5 --precision bf16-mixed --profile \
+bench train_b6_bf16 300 train $B --device cuda --batch-size 6 --steps 30 --warmup 5 --precision bf16-mixed --profile
+bench train_b6_bf16_cl 300 train $B --device cuda --batch-size 6 --steps 30 --warmup 5 --precision bf16-mixed --profile \
   hardware.channels_last=true
-bench train_b6_fp16 300 train $B --device cuda --batch 6 --steps 30 --warmup 5 --precision 16-mixed --profile
-bench train_b6_bf16_compile 420 train $B --device cuda --batch 6 --steps 30 --warmup 5 --precision bf16-mixed \
+bench train_b6_fp16 300 train $B --device cuda --batch-size 6 --steps 30 --warmup 5 --precision 16-mixed --profile
+bench train_b6_bf16_compile 420 train $B --device cuda --batch-size 6 --steps 30 --warmup 5 --precision bf16-mixed \
   --profile hardware.compile=backbone_stages
 # Memory: patch size 2 with the size-aware loss at batch 6 (must fit a 24 GB card)
-bench train_patch2_b6 300 train +experiment=patch2_sizeaware_100k --device cuda --batch 6 --steps 5 --warmup 2 \
+bench train_patch2_b6 300 train +experiment=patch2_sizeaware_100k --device cuda --batch-size 6 --steps 5 --warmup 2 \
   --precision bf16-mixed
-bench train_patch2_b6_ckpt 300 train +experiment=patch2_sizeaware_100k --device cuda --batch 6 --steps 5 --warmup 2 \
+bench train_patch2_b6_ckpt 300 train +experiment=patch2_sizeaware_100k --device cuda --batch-size 6 --steps 5 --warmup 2 \
   --precision bf16-mixed model.backbone.checkpoint_stages=true
 # Streaming detect, batch 1, RVT-B, on the real recording
 bench detect_b_eager 200 detect $B --device cuda --recording data/real/gen4.dat --windows 200 --warmup 20

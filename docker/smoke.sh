@@ -123,8 +123,8 @@ done
 # 4. One tiny training step inside the model image (synthetic data, 160x90 shards, 1 step).
 stamp "tiny training step in $REGISTRY/evdet-model:$TAG"
 run_in "$REGISTRY/evdet-model:$TAG" /bin/sh -euc '
-  evdet-data synth --seed 1 --train 1 --val 1 --test 0 --duration-s 0.6 --width 320 --height 180 raw
-  evdet-data preprocess --no-progress raw shards --splits train val
+  evdet-data synth --output raw --seed 1 --train 1 --val 1 --test 0 --duration-s 0.6 --width 320 --height 180
+  evdet-data preprocess --no-progress raw --output shards --splits train val
   evdet-train +experiment=plain_lstm_640x360_baseline dataset=etram profile=local dataset.path=shards \
     dataset.height=90 dataset.width=160 training.max_steps=1 validation.val_check_interval=1 \
     output.dir=run output.store=store run_id=smoke

@@ -27,7 +27,7 @@ def preprocess(raw_data_uri: str, class_names: str, preprocess_args: list, shard
     holds extra options such as ``--on-bad-events drop``)."""
     import subprocess
 
-    cmd = ["evdet-data", "preprocess", raw_data_uri, shards.path, "--class-names", class_names,
+    cmd = ["evdet-data", "preprocess", raw_data_uri, "--output", shards.path, "--class-names", class_names,
            *[str(a) for a in preprocess_args]]
     result = subprocess.run(cmd, check=True, capture_output=True, text=True)
     print(result.stderr[-4000:])
@@ -97,11 +97,11 @@ def evaluate(
     detections = os.path.join(results.path, "detections")
     results_file = os.path.join(results.path, "experiment_results.json")
     subprocess.run(
-        ["evdet-model", "predict", "--checkpoint", run["best_checkpoint"], "--shards", split_dir, "--output", detections],
+        ["evdet-model", "predict", run["best_checkpoint"], split_dir, "--output", detections],
         check=True,
     )
     subprocess.run(
-        ["evdet-eval", "prophesee", "--gt", detections, "--detections", detections, "--output", results_file,
+        ["evdet-eval", "prophesee", detections, detections, "--output", results_file,
          "--config", os.path.join(model.path, "config.yaml"), "--experiment", run["experiment"]],
         check=True,
     )
@@ -148,9 +148,9 @@ def detect(recordings: list, store_uri: str, model: Input[Model], detections: Ou
     if store_uri:
         prefix = f"experiments/{run['experiment']}/{run['run_id']}"
         subprocess.run(["evdet-data", "store", "put", "--store", store_uri, detections.path, f"{prefix}/detect"], check=True)
-    reports = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    detections.metadata["detections"] = sum(r["detections"] for r in reports)
-    return json.dumps(reports)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])  # ONE JSON object (docs/cli.md)
+    detections.metadata["detections"] = summary["detections"]
+    return json.dumps(summary["recordings"])
 
 
 @dsl.component(base_image=EVAL_IMAGE, install_kfp_package=False)

@@ -35,7 +35,7 @@ def make_synthetic_dataset(raw_dir: Path, seed: int, duration_s: float) -> None:
     if (raw_dir / "README.md").is_file():
         print(f"synthetic dataset: reusing {raw_dir}")
         return
-    cmd = [_bin("evdet-data"), "synth", str(raw_dir), "--seed", str(seed), "--duration-s", str(duration_s)]
+    cmd = [_bin("evdet-data"), "synth", "--output", str(raw_dir), "--seed", str(seed), "--duration-s", str(duration_s)]
     print("synthetic dataset:", " ".join(cmd))
     subprocess.run(cmd, check=True)
 

@@ -82,7 +82,7 @@ def test_etram_and_rvt_end_to_end(dirs, tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text("model:\n  name: rvt_tiny\n")
     output = out / "experiment_results.json"
-    assert main(args(gt, dt, output, "--config", str(config))) == 0
+    assert main(args(gt, dt, output, "--config", str(config), "--table")) == 0  # the tables instead of JSON
     printed = capsys.readouterr()
     assert printed.err == ""
     for text in ("class-agnostic", "class-aware", "AP_50", "two-wheeler", "etram protocol"):

@@ -275,7 +275,8 @@ def test_configs_of_older_checkpoints_still_load(tmp_path):
 def test_bench_and_summary_flag_and_config_errors(capsys):
     import torch
 
-    from evdet.model import bench, cli
+    from evdet.model import bench
+    from evdet.model.cli import model as cli
 
     cases = [
         (["train", "--steps", "0"], ["argument --steps", "expected", "integer >= 1", "'0'"]),

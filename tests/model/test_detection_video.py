@@ -13,7 +13,8 @@ from PIL import Image
 
 from evdet.data.readers import open_recording
 from evdet.data.windows import grid_window_ends
-from evdet.model.inference.detect import detect_recording, main
+from evdet.model.cli.detect import main
+from evdet.model.inference.detect import detect_recording
 from evdet.model.inference.detection_video import (VIDEO_ENCODERS, DetectionVideoWriter, VideoChoice, available_video_encoders,
                                          choose_video_format, draw_time_stamp)
 
@@ -103,7 +104,7 @@ def test_detect_video_of_gen4_covers_every_window_in_real_time(tiny_run, tmp_pat
     assert (video["format"], video["codec"], video["encoder"]) == ("mp4", "h264", "libx264")
     assert (video["frames"], video["fps"], video["time_base_s"]) == (windows, 20.0, "1/20")
     assert video["duration_s"] == pytest.approx(windows * WINDOW_S) and video["ms_per_window"] > 0
-    assert json.loads(proc.stdout)["video"] == video  # printed too
+    assert json.loads(proc.stdout)["recordings"][0]["video"] == video  # printed too
     assert json.loads((out / ".evdet-manifest.json").read_text())["files"] == sorted(
         ["gen4_000000.png", "gen4_000215.png", "gen4_bbox.npy", "gen4_detect.json", "gen4_detections.mp4"])
 

@@ -27,10 +27,10 @@ from evdet.data.labels import load_boxes
 from evdet.data.readers import open_recording
 from evdet.data.representation import stacked_histogram
 from evdet.data.windows import grid_window_ends, iter_window_events
-from evdet.model.cli import main as model_main
+from evdet.model.cli.model import main as model_main
 from evdet.model.config import compose_config, to_container
 from evdet.model.inference.detect import histogram_config, input_scale_factor
-from evdet.model.inference.detect import main as detect_main
+from evdet.model.cli.detect import main as detect_main
 from evdet.model.inference.detect_engines import load_detector
 from evdet.model.training.module import DetectionModule
 from evdet.model.inference.onnx_export import (
@@ -214,7 +214,7 @@ def test_gen4_same_detections_through_torch_and_onnxruntime(exported, tmp_path):
         code, stdout, err = _run(detect_main, [model, GEN4, "--output", out, "--engine", engine, "--device", "cpu",
                                                "--confidence", CONFIDENCE, "--max-images", 2])
         assert code == 0, err
-        reports[engine] = json.loads(stdout)
+        reports[engine] = json.loads(stdout)["recordings"][0]  # one recording: its report
         assert reports[engine]["engine"] == engine
     assert sorted(p.name for p in (tmp_path / "torch").iterdir()) == \
         sorted(p.name for p in (tmp_path / "onnxruntime").iterdir())

@@ -18,7 +18,7 @@ from torch import nn
 
 from evdet.model.nn.attention import MultiHeadSelfAttention
 from evdet.model.training.checkpoint import load_module
-from evdet.model.cli import main
+from evdet.model.cli.model import main
 from evdet.model.config import compose_config, to_container
 from evdet.model.nn.detector import build_detector
 from evdet.model.nn.lstm import DWSConvLSTM2d, PlainLSTM2d

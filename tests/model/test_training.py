@@ -205,7 +205,8 @@ def test_predict_refuses_an_earlier_output_and_overwrite_replaces_it(tiny_run, t
 def test_run_flags_are_checked_with_the_flag_named():
     import torch
 
-    from evdet.model.inference.detect import check_device, check_run_flags
+    from evdet.model.cli.flags import check_device
+    from evdet.model.inference.detect import check_run_flags
 
     check_run_flags(max_windows=1, max_images=0, batch=2, confidence=0.0, nms=1.0)
     for flags, fragment in (({"max_windows": -1}, "--max-windows: expected a positive number"),

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[2]
 #: Console script -> module run with ``python -m``.
 MODULES = {
     "evdet-data": "evdet.data.cli",
-    "evdet-train": "evdet.model.training.train",
-    "evdet-model": "evdet.model.cli",
-    "evdet-detect": "evdet.model.inference.detect",
+    "evdet-train": "evdet.model.cli.train",
+    "evdet-model": "evdet.model.cli.model",
+    "evdet-detect": "evdet.model.cli.detect",
     "evdet-eval": "evdet.eval.cli",
     "evdet-bench": "evdet.model.bench",
 }

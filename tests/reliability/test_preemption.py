@@ -39,13 +39,13 @@ STEP_LINE = re.compile(r"^step (\d+)/(\d+) ", re.M)
 
 
 class Training:
-    """``python -m evdet.model.training.train ARGS`` in the background, stdout and stderr to files."""
+    """``python -m evdet.model.cli.train ARGS`` in the background, stdout and stderr to files (logs: stderr)."""
 
     def __init__(self, args: list[str], logs: Path, env: dict[str, str] | None = None) -> None:
         logs.mkdir(parents=True, exist_ok=True)
         self.out, self.err = logs / "stdout.log", logs / "stderr.log"
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "evdet.model.training.train", *args], stdout=out, stderr=err,
+            self.proc = subprocess.Popen([sys.executable, "-m", "evdet.model.cli.train", *args], stdout=out, stderr=err,
                                          env=python_env({"PYTHONUNBUFFERED": "1", **(env or {})}))
 
     def stdout(self) -> str:
@@ -56,7 +56,7 @@ class Training:
 
     def step(self) -> int:
         """The last global step the process logged as done (0 before the first)."""
-        steps = STEP_LINE.findall(self.stdout())
+        steps = STEP_LINE.findall(self.stderr())  # progress lines are logs: stderr (docs/cli.md)
         return int(steps[-1][0]) if steps else 0
 
     def wait_for(self, condition, what: str) -> None:
@@ -209,13 +209,13 @@ def test_store_outage_mid_training_loses_nothing(tiny_shards, tmp_path, monkeypa
         args = _args(tiny_shards, out, f"s3://{bucket}/runs", run_id, max_steps, every)
         training = Training(args, tmp_path / "logs", env=env)
         prefix = f"experiments/{EXPERIMENT}/{run_id}"
-        training.wait_for(lambda: f"uploaded s3://{bucket}/runs/{prefix}/checkpoints/last.ckpt" in training.stdout(),
+        training.wait_for(lambda: f"uploaded s3://{bucket}/runs/{prefix}/checkpoints/last.ckpt" in training.stderr(),
                           "a last.ckpt in the bucket")
         gateway.stop()
         stopped_at = training.step()
         # An upload tried while the gateway is down: the store's retry warning (or the uploader's failure line).
         training.wait_for(lambda: re.search(r"failed \(.*\), retry \d/\d|checkpoint put to .* failed",
-                                            training.stdout()) is not None, "an upload attempt during the outage")
+                                            training.stderr()) is not None, "an upload attempt during the outage")
         gateway.start()
         restarted_at = training.step()
         returncode = training.finish()

@@ -4,12 +4,12 @@ Subcommands:
 
 * ``evdet-data info FILE`` — print ``json.dumps`` of :func:`evdet.data.info.recording_info` (format, sensor
   size, event count, first/last timestamp).
-* ``evdet-data synth OUT [--seed N --train N --val N --test N --duration-s S --width W --height H --label-hz 30|60
+* ``evdet-data synth --output OUT [--seed N --train N --val N --test N --duration-s S --width W --height H --label-hz 30|60
   --label-jitter-us US --no-special-boxes --overwrite ...]`` — write the SYNTHETIC eTraM-layout dataset of
   :func:`evdet.data.synthetic.generate_dataset` (1280x720, 30 Hz labels off any 50 ms grid, official eTraM class
   ids); prints its summary. ``OUT`` must be missing or empty; ``--overwrite`` replaces the files of an earlier
   ``evdet-data synth`` run there (its manifest; :mod:`evdet.data.output_folder`), never other files.
-* ``evdet-data preprocess SRC OUT [--splits S ... --class-names etram --windows label|grid
+* ``evdet-data preprocess SRC --output OUT [--splits S ... --class-names etram --windows label|grid
   --on-bad-events error|drop --strict --window-us US --bins B --clip C --downsample-factor K
   --downsample nearest_exact|sum --time-bins stretched|fixed --workers N]`` — write representation shards with the
   reference protocol (:func:`evdet.data.preprocess.preprocess_dataset`; a rerun reuses only shards whose source
@@ -40,12 +40,15 @@ Ctrl-C (SIGINT) or SIGTERM stops any subcommand with one line ``evdet-data: inte
 130 (SIGTERM: 143), without a traceback. ``preprocess`` polls the signal once per window (in every worker with
 ``--workers``), so it always stops and removes its unfinished ``.tmp`` shards (finished shards stay; a rerun
 continues); ``synth`` leaves its output folder as it was (it writes into a staging folder first).
+
+The command line follows docs/cli.md (:mod:`evdet.data.cli_convention`): every result is ONE JSON object on stdout,
+usage errors are one line too. ``synth OUT`` and ``preprocess SRC OUT`` (the output folder as a positional) are still
+accepted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import signal
@@ -53,6 +56,8 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from evdet.data.cli_convention import Parser, fail, print_result
 
 __all__ = ["NUMERIC_FLAGS", "build_parser", "check_numeric_flags", "main"]
 
@@ -126,14 +131,15 @@ def _signals(polled: bool) -> Iterator[_Signals]:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser with the ``info``, ``synth``, ``preprocess``, ``histogram``, ``label-stats`` and ``store``
     subcommands."""
-    parser = argparse.ArgumentParser(prog="evdet-data", description="evdet event data tools")
+    parser = Parser(prog="evdet-data", description="evdet event data tools (one JSON object on stdout)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     info = sub.add_parser("info", help="print a recording's summary as JSON")
     info.add_argument("file", help="recording (.dat, _td.h5/.hdf5, .aedat4, .raw EVT 2.0/3.0)")
 
-    synth = sub.add_parser("synth", help="write the SYNTHETIC eTraM-layout dataset")
-    synth.add_argument("out", help="output folder")
+    synth = sub.add_parser("synth", help="write the SYNTHETIC eTraM-layout dataset",
+                           usage="evdet-data synth --output OUT [options]")
+    _add_output_folder(synth, "output folder (missing or empty; an earlier evdet-data synth output with --overwrite)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--train", type=int, default=2, help="train sequences")
     synth.add_argument("--val", type=int, default=1, help="val sequences")
@@ -150,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--overwrite", action="store_true",
                        help="replace the files of an earlier evdet-data synth run in OUT (never other files)")
 
-    pre = sub.add_parser("preprocess", help="recordings + labels -> representation shards (reference protocol)")
+    pre = sub.add_parser("preprocess", help="recordings + labels -> representation shards (reference protocol)",
+                         usage="evdet-data preprocess SRC --output OUT [options]")
     pre.add_argument("src", help="dataset root with one folder per split (eTraM layout)")
-    pre.add_argument("out", help="output root for <split>/<name>.h5 shards")
+    _add_output_folder(pre, "output root for <split>/<name>.h5 shards")
     pre.add_argument("--splits", nargs="+", default=["train", "val", "test"], help="split folders")
     pre.add_argument("--class-names", default="etram",
                      help="names of the raw label ids in id order: a dataset name (etram, etram_cls8_sample) or a "
@@ -200,6 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--store", required=True, help=store_help)
     ls.add_argument("prefix", nargs="?", default="", help="key prefix (default: everything)")
     return parser
+
+
+def _add_output_folder(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--output OUT`` (required, checked in :func:`main`); the old positional ``OUT`` stays accepted, hidden."""
+    parser.add_argument("--output", dest="out", metavar="OUT", default=argparse.SUPPRESS, help=f"required: {help_text}")
+    parser.add_argument("out", nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def _check_output_given(args: argparse.Namespace) -> None:
+    """``synth`` / ``preprocess`` need ``--output`` (or the old positional ``OUT``).
+
+    Raises:
+        ValueError: ``--output: missing; expected the output folder``.
+    """
+    if args.command in ("synth", "preprocess") and getattr(args, "out", None) is None:
+        raise ValueError(f"--output: missing; expected the output folder of evdet-data {args.command}")
 
 
 def _run(args: argparse.Namespace, should_stop=None) -> dict:
@@ -326,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.setLevel(logging.WARNING)
     with _signals(polled=args.command == "preprocess") as signals:
         try:
+            _check_output_given(args)
             check_numeric_flags(args)
             result = _run(args, should_stop=signals.should_stop)
         except KeyboardInterrupt:
@@ -333,16 +357,14 @@ def main(argv: list[str] | None = None) -> int:
             signals.received = signals.received or signal.SIGINT
         except (ValueError, OSError) as exc:
             if signals.received is None:
-                message = " ".join(str(exc).split())
-                print(f"evdet-data: error: {message}", file=sys.stderr)
-                return 2
+                return fail("evdet-data", exc)
     if signals.received is not None:  # also when the KeyboardInterrupt was swallowed somewhere
         name = signal.Signals(signals.received).name
         what = _INTERRUPTED.get(args.command, "stopped")
         print(f"evdet-data: interrupted by {name}{' (Ctrl-C)' if name == 'SIGINT' else ''}; {args.command} {what}",
               file=sys.stderr)
         return 128 + int(signals.received)
-    print(json.dumps(result))  # one line: pipeline steps read the last stdout line
+    print_result(result)  # one line: pipeline steps read the last stdout line
     return 0
 
 

@@ -1,8 +1,9 @@
 """``evdet-eval``: command-line evaluation of event-camera detections.
 
-``evdet-eval prophesee --gt DIR --detections DIR [--protocol etram|rvt] --output FILE [--height H --width W]
+``evdet-eval prophesee GT DETECTIONS [--protocol etram|rvt] --output FILE [--height H --width W]
 [--classes NAME,NAME,...] [--camera gen4|gen1] [--min-box-diag-px D --min-box-side-px S] [--config RUN.yaml]
-[--experiment NAME] [--overwrite]`` (the RVT / eTraM protocol, :mod:`evdet.eval.prophesee`):
+[--experiment NAME] [--overwrite] [--table]`` (the RVT / eTraM protocol, :mod:`evdet.eval.prophesee`; the old
+spelling ``--gt DIR --detections DIR`` is still accepted):
 
 * ground truth: ``GT/<name>_bbox.npy`` per recording; detections: ``DETECTIONS/<name>.npy`` (Prophesee box
   arrays; score = ``class_confidence``), matched by name (both may live in one folder);
@@ -11,8 +12,9 @@
   (px of the boxes) follow from the camera's sensor size and ``--height/--width`` (full size: 60/20 px for gen4,
   half: 30/10 px), or from the downsample factor of ``detections.json``, unless given explicitly;
 * output: ``experiment_results.json`` (:mod:`evdet.eval.results`; metrics of
-  :func:`evdet.eval.prophesee.evaluate_prophesee`), the confusion matrix of the same images as CSV beside it, and a
-  table on stdout.
+  :func:`evdet.eval.prophesee.evaluate_prophesee`), the confusion matrix of the same images as CSV beside it;
+* stdout: ONE JSON object (the files written, the experiment, the headline and its AP figures; docs/cli.md), or with
+  ``--table`` the human-readable tables instead.
 
 Any input error prints one line ``evdet-eval: error: ...`` on stderr and exits with status 2.
 """
@@ -33,12 +35,14 @@ from numpy.lib.recfunctions import rename_fields
 from rich.console import Console
 from rich.table import Table
 
+from evdet.data.cli_convention import Parser, add_hidden_alias, fail, print_result, require_input
 from evdet.eval import prophesee
 from evdet.eval.confusion import confusion_matrix_from_images, format_confusion_csv
 from evdet.eval.results import RESULTS_FILE_NAME, write_experiment_results, write_text_atomic
 
 __all__ = [
     "DETECTIONS_INFO_FILE",
+    "build_parser",
     "GT_SUFFIX",
     "load_box_file",
     "load_config",
@@ -57,7 +61,7 @@ class _UsageError(Exception):
     """Raised instead of argparse's multi-line usage exit, so every error is one stderr line."""
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(Parser):
     def error(self, message: str) -> None:  # noqa: D102 (argparse hook)
         if message.startswith("unrecognized arguments"):
             message += "; expected only the flags listed by evdet-eval prophesee --help"
@@ -134,7 +138,8 @@ def _format(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _build_parser() -> _Parser:
+def build_parser() -> _Parser:
+    """The ``evdet-eval`` parser (one-line usage errors)."""
     parser = _Parser(prog="evdet-eval", description="Evaluate event-camera detections (Prophesee protocol).")
     commands = parser.add_subparsers(dest="command", metavar="prophesee", required=True, parser_class=_Parser)
     _add_prophesee_parser(commands)
@@ -147,10 +152,18 @@ def _build_parser() -> _Parser:
 
 def _add_prophesee_parser(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
-        "prophesee", help="COCO AP with the RVT / eTraM Prophesee protocol (+-50 ms matching, both figure sets).")
-    cmd.add_argument("--gt", required=True, type=Path, help=f"folder of <name>{GT_SUFFIX} ground-truth files")
-    cmd.add_argument("--detections", required=True, type=Path,
-                     help=f"folder of <name>.npy detections (and optionally {DETECTIONS_INFO_FILE})")
+        "prophesee", help="COCO AP with the RVT / eTraM Prophesee protocol (+-50 ms matching, both figure sets).",
+        usage="evdet-eval prophesee GT DETECTIONS --output FILE [--protocol {etram,rvt}] [--height H --width W] "
+              "[--classes NAMES] [--camera {gen1,gen4}] [--min-box-diag-px D --min-box-side-px S] [--skip-before-us US] "
+              "[--time-tolerance-us US] [--config RUN] [--experiment NAME] [--confusion-iou IOU] [--confusion-score S] "
+              "[--overwrite] [--table]")
+    # Positional inputs without type (argparse would convert the SUPPRESS default); the old flags fill them too.
+    cmd.add_argument("gt", nargs="?", default=argparse.SUPPRESS, metavar="GT",
+                     help=f"folder of <name>{GT_SUFFIX} ground-truth files")
+    cmd.add_argument("detections", nargs="?", default=argparse.SUPPRESS, metavar="DETECTIONS",
+                     help=f"folder of <name>.npy detections (and optionally {DETECTIONS_INFO_FILE}); may be GT")
+    add_hidden_alias(cmd, "--gt", "gt")
+    add_hidden_alias(cmd, "--detections", "detections")
     cmd.add_argument("--protocol", choices=prophesee.PROTOCOLS, default=None,
                      help="etram: class-agnostic headline (eTraM); rvt: class-aware headline (RVT) (default: "
                           f"{DETECTIONS_INFO_FILE} 'protocol'; one of the two is required)")
@@ -180,6 +193,8 @@ def _add_prophesee_parser(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--confusion-score", type=_number(float, "a score in [0, 1]", low=0, high=1), default=0.3,
                      help="minimum detection score counted in the confusion matrix (0.3)")
     cmd.add_argument("--overwrite", action="store_true", help="replace existing results / confusion files")
+    cmd.add_argument("--table", action="store_true",
+                     help="print human-readable tables on stdout instead of the JSON object")
 
 
 def _check_paths(args: argparse.Namespace) -> None:
@@ -341,8 +356,11 @@ def _results_paths(output: Path) -> tuple[Path, Path]:
     return target, target.parent / name
 
 
-def _run_prophesee(args: argparse.Namespace, console: Console, argv: Sequence[str] | None) -> None:
+def _run_prophesee(args: argparse.Namespace, argv: Sequence[str] | None) -> dict:
     started = time.perf_counter()
+    require_input(args, "gt", "GT", "--gt")
+    require_input(args, "detections", "DETECTIONS", "--detections")
+    args.gt, args.detections = Path(args.gt), Path(args.detections)
     _check_paths(args)
     target, confusion_path = _results_paths(args.output)
     if not args.overwrite:
@@ -434,8 +452,13 @@ def _run_prophesee(args: argparse.Namespace, console: Console, argv: Sequence[st
         target, metrics, experiment=experiment, config=config, extra=extra, overwrite=args.overwrite
     )
     write_text_atomic(confusion_path, format_confusion_csv(matrix, class_names), overwrite=args.overwrite)
-    _print_prophesee(console, experiment, metrics)
-    console.print(f"wrote {written} and {confusion_path.name}")
+    if args.table:
+        console = Console()
+        _print_prophesee(console, experiment, metrics)
+        console.print(f"wrote {written} and {confusion_path.name}")
+    return {"results": str(written), "confusion_matrix": str(confusion_path), "experiment": experiment,
+            "headline": metrics["headline"], **{k: metrics.get(k) for k in ("AP", "AP_50", "AP_75")},
+            "num_recordings": metrics["num_recordings"], "notes": metrics["notes"]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -448,13 +471,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 2 on any input error (one line ``evdet-eval: error: ...`` on stderr).
     """
     try:
-        args = _build_parser().parse_args(argv)
-        if args.command == "prophesee":
-            _run_prophesee(args, Console(), argv)
+        args = build_parser().parse_args(argv)
+        result = _run_prophesee(args, argv)
     except (_UsageError, ValueError, OSError) as err:
-        message = " ".join(str(err).split())
-        print(f"evdet-eval: error: {message}", file=sys.stderr)
-        return 2
+        return fail("evdet-eval", err)
+    if not args.table:
+        print_result(result)
     return 0
 
 

@@ -9,7 +9,7 @@ it may only hold an earlier report).
 
 ``evdet-report compare ...`` puts several runs side by side (:mod:`evdet.eval.report.compare`, flags there).
 
-On success one JSON line on stdout says what was written; any input error prints one line
+On success ONE JSON object on stdout says what was written (docs/cli.md); any input error prints one line
 ``evdet-report: error: ...`` on stderr and exits with status 2, leaving ``DIR`` as it was.
 """
 
@@ -17,27 +17,28 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["main"]
+from evdet.data.cli_convention import Parser, fail, print_result
+
+__all__ = ["build_parser", "main"]
 
 
 class _UsageError(Exception):
     """Raised instead of argparse's multi-line usage exit, so every error is one stderr line."""
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(Parser):
     def error(self, message: str) -> None:  # noqa: D102 (argparse hook)
         if message.startswith("unrecognized arguments"):
             message += f"; expected only the flags listed by {self.prog} --help"
         raise _UsageError(f"{self.prog}: {message}")
 
 
-def _build_parser(compare_module: ModuleType | None = None) -> _Parser:
+def build_parser(compare_module: ModuleType | None = None) -> _Parser:
     """The parser; the ``compare`` subcommand gets its flags from ``compare_module`` when given."""
     parser = _Parser(prog="evdet-report", description="Reports of evdet runs: one run, or several side by side.")
     commands = parser.add_subparsers(dest="command", metavar="{run,compare}", required=True, parser_class=_Parser)
@@ -66,7 +67,7 @@ def _run(args: argparse.Namespace) -> int:
     where = args.results if args.results is not None else f"{args.run_folder}/experiment_results.json"
     check_results(record.results, str(where))
     summary = write_run_report(record, args.output, split=args.split, overwrite=args.overwrite)
-    print(json.dumps(summary))
+    print_result(summary)
     return 0
 
 
@@ -90,14 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise
                 raise _UsageError("evdet-report compare: not available in this installation (no module "
                                   "evdet.eval.report.compare)") from None
-        args = _build_parser(compare_module).parse_args(argv)
+        args = build_parser(compare_module).parse_args(argv)
         if args.command == "run":
             return _run(args)
         return int(compare_module.run(args))
     except (_UsageError, ValueError, OSError, LookupError) as err:
-        message = " ".join(str(err).split())
-        print(f"evdet-report: error: {message}", file=sys.stderr)
-        return 2
+        return fail("evdet-report", err)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``evdet-bench``: one subcommand per benchmark, each printing ONE JSON line on stdout.
+"""``evdet-bench``: one subcommand per benchmark, each printing ONE JSON object on stdout (docs/cli.md).
 
 Subcommands (each module's docstring gives its keys and method):
 
@@ -16,14 +16,17 @@ Errors (flags, configs, inputs) are one line ``evdet-bench: error: ...`` on stde
 from __future__ import annotations
 
 import importlib
-import json
 import sys
+from collections.abc import Iterable
 from types import ModuleType
 
+from evdet.data.cli_convention import fail, print_result
 from evdet.model.bench.flags import Parser, UsageError
 from evdet.model.config import ConfigError
 
-__all__ = ["SUBCOMMANDS", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+TOOL = "evdet-bench"
 
 #: Subcommand name -> (module, one-line help). The module has ``HELP``, ``ACCEPTS_OVERRIDES``,
 #: ``add_arguments(parser)`` and ``run(args, overrides) -> dict``; it is imported only when its subcommand runs.
@@ -40,26 +43,35 @@ def _module(name: str) -> ModuleType:
     return importlib.import_module(SUBCOMMANDS[name][0])
 
 
+def build_parser(load: Iterable[str] = ()) -> Parser:
+    """The ``evdet-bench`` parser; the subcommands named in ``load`` get their flags (their modules are imported),
+    the others only their name and help."""
+    parser = Parser(prog=TOOL, description="One subcommand per benchmark, each printing ONE JSON object on stdout.")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}", required=True,
+                                parser_class=Parser)
+    for name in SUBCOMMANDS:
+        if name in load:
+            module = _module(name)
+            usage = f"{TOOL} {name} [flags]" + (" [HYDRA_OVERRIDE ...]" if module.ACCEPTS_OVERRIDES else "")
+            module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.__doc__.split("\n\n")[0],
+                                                usage=None if not module.ACCEPTS_OVERRIDES else usage))
+        else:
+            sub.add_parser(name, help=SUBCOMMANDS[name][1])
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: ``evdet-bench SUBCOMMAND [flags] [Hydra overrides where the subcommand takes them]``.
 
     Returns:
-        0 after printing the JSON line; 2 for a flag error (names the flag and what is expected), a config error
+        0 after printing the JSON object; 2 for a flag error (names the flag and what is expected), a config error
         (:func:`evdet.model.config.compose_checked`; names the key), a missing or unreadable input (names the
         file) or an invalid benchmark setting, each one line ``evdet-bench: error: ...`` on stderr.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = Parser(prog="evdet-bench", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}", required=True,
-                                parser_class=Parser)
     # Only the chosen subcommand's module is imported (help lists the names without importing them all).
     chosen = next((a for a in argv if a in SUBCOMMANDS), None)
-    for name in SUBCOMMANDS:
-        if name == chosen:
-            module = _module(name)
-            module.add_arguments(sub.add_parser(name, help=module.HELP, description=module.__doc__.split("\n\n")[0]))
-        else:
-            sub.add_parser(name, help=SUBCOMMANDS[name][1])
+    parser = build_parser([chosen] if chosen else [])
     try:
         args, overrides = parser.parse_known_args(argv)
         module = _module(args.command)
@@ -69,8 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"unrecognised arguments {' '.join(bad)}; expected {what}")
         result = module.run(args, overrides)
     except (UsageError, ConfigError, ValueError, FileNotFoundError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"evdet-bench: error: {message}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
+        return fail(TOOL, exc)
+    print_result(result)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,10 +37,11 @@ import torch
 
 from evdet.data.representation import HistogramConfig, stacked_histogram
 from evdet.model.bench.flags import float_above, int_at_least
-from evdet.model.bench.train import check_device
 from evdet.model.config import compose_checked, to_container
 from evdet.model.config import dataset_classes
-from evdet.model.inference.detect_engines import ENGINES, default_device, is_onnx_file, resolve_engine
+from evdet.model.cli.flags import add_device_argument, resolve_device
+from evdet.model.inference.detect import check_run_flags
+from evdet.model.inference.detect_engines import ENGINES, is_onnx_file, resolve_engine
 from evdet.model.nn.detector import build_detector
 from evdet.model.inference.streaming import STREAMING_COMPILE, StreamingDetector
 
@@ -71,7 +72,7 @@ def _recording_windows(recording: Path, width: int, height: int, windows: int) -
 def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmup: int, recording: Path | None,
                      checkpoint: Path | None, compile: str, confidence: float,  # noqa: A002
                      fold_batch_norm: bool = False, channels_last: bool = False,
-                     engine: str = "torch") -> dict[str, Any]:
+                     engine: str = "torch", nms: float | None = None) -> dict[str, Any]:
     """Time :meth:`StreamingDetector.step` (or :meth:`OnnxStreamingDetector.step`) over ``windows`` windows after
     ``warmup`` untimed ones.
 
@@ -87,6 +88,7 @@ def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmu
         fold_batch_norm: fold BatchNorms into convolutions (:class:`StreamingDetector`).
         channels_last: NHWC model (:class:`StreamingDetector`).
         confidence: post-processing confidence threshold.
+        nms: NMS IoU threshold in [0, 1] (default: the model's ``validation.nms_threshold``).
         engine: ``torch`` or ``onnxruntime`` (module docstring).
 
     Raises:
@@ -95,7 +97,7 @@ def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmu
     """
     if engine == "onnxruntime":
         return _benchmark_onnx(config, device=device, windows=windows, warmup=warmup, recording=recording,
-                               checkpoint=checkpoint, confidence=confidence)
+                               checkpoint=checkpoint, confidence=confidence, nms=nms)
     if checkpoint is not None:
         from evdet.model.training.checkpoint import load_module
 
@@ -109,7 +111,8 @@ def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmu
         model.to(device)
     ds = config["dataset"]
     channels, height, width = int(ds["in_channels"]), int(ds["height"]), int(ds["width"])
-    detector = StreamingDetector(model, device, confidence, float(config["validation"]["nms_threshold"]),
+    detector = StreamingDetector(model, device, confidence,
+                                 float(config["validation"]["nms_threshold"]) if nms is None else nms,
                                  compile=compile, fold_batch_norm=fold_batch_norm, channels_last=channels_last)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     result = _time_windows(detector, sync, windows=windows, warmup=warmup, recording=recording, channels=channels,
@@ -127,7 +130,7 @@ def benchmark_detect(config: dict[str, Any], *, device: str, windows: int, warmu
 
 
 def _benchmark_onnx(config: dict[str, Any], *, device: str, windows: int, warmup: int, recording: Path | None,
-                    checkpoint: Path | None, confidence: float) -> dict[str, Any]:
+                    checkpoint: Path | None, confidence: float, nms: float | None = None) -> dict[str, Any]:
     """:func:`benchmark_detect` with the onnxruntime engine (an ``.onnx`` checkpoint, or the model exported first)."""
     import onnx
     import onnxruntime as ort
@@ -162,7 +165,7 @@ def _benchmark_onnx(config: dict[str, Any], *, device: str, windows: int, warmup
             export_s = round(time.perf_counter() - started, 2)
         detector = OnnxStreamingDetector(onnx_path, device, confidence, 0.0)
         meta = detector.metadata
-        detector.nms_threshold = float(meta.nms_threshold)
+        detector.nms_threshold = float(meta.nms_threshold) if nms is None else nms
         channels, height, width = meta.in_channels, meta.model_height, meta.model_width
         result = _time_windows(detector, lambda: None, windows=windows, warmup=warmup, recording=recording,
                                channels=channels, height=height, width=width, seed=int(config["seed"]))
@@ -230,8 +233,7 @@ def _time_windows(detector: Any, sync: Any, *, windows: int, warmup: int, record
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``evdet-bench detect`` (Hydra overrides of the model config follow them)."""
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda or cuda:N (default: cuda when the engine can use it here)")
+    add_device_argument(parser)
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="trained checkpoint, or an .onnx file with --engine onnxruntime (default: random weights)")
     parser.add_argument("--engine", choices=ENGINES, default="torch",
@@ -244,6 +246,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="untimed warm-up windows (default 10)")
     parser.add_argument("--confidence", type=float_above(0.0, "a confidence threshold"), default=0.1,
                         help="post-processing confidence threshold (default 0.1)")
+    parser.add_argument("--nms", type=float, default=None,
+                        help="NMS IoU threshold in [0, 1] (default: the model's validation.nms_threshold)")
     parser.add_argument("--compile", choices=STREAMING_COMPILE, default="none",
                         help="none | inductor | cuda_graphs (torch.compile mode='reduce-overhead', CUDA only)")
     parser.add_argument("--fold-batch-norm", action="store_true", help="fold BatchNorms into the convolutions")
@@ -258,13 +262,8 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
         ValueError: bad ``--device`` (for onnxruntime: a device its providers lack); ``--cuda-graphs`` without CUDA;
             ``--engine torch`` with an ``.onnx`` checkpoint; torch-only flags with ``--engine onnxruntime``.
     """
-    device = args.device if args.device is not None else default_device(args.engine)
-    if args.engine == "onnxruntime":
-        from evdet.model.inference.onnx_engine import onnx_providers
-
-        onnx_providers(device)
-    else:
-        check_device(device)
+    device = resolve_device(args.device, args.engine)
+    check_run_flags(nms=args.nms)
     for flag, path in (("--recording", args.recording), ("--checkpoint", args.checkpoint)):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"{flag} {path}: no such file")
@@ -283,4 +282,4 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
     return benchmark_detect(config, device=device, windows=args.windows, warmup=args.warmup,
                             recording=args.recording, checkpoint=args.checkpoint, compile=args.compile,
                             confidence=args.confidence, fold_batch_norm=args.fold_batch_norm,
-                            channels_last=args.channels_last, engine=args.engine)
+                            channels_last=args.channels_last, engine=args.engine, nms=args.nms)

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
+from evdet.data import cli_convention
+
 __all__ = ["BENCH_PRECISIONS", "Parser", "UsageError", "float_above", "int_at_least", "precision"]
 
 #: ``--precision`` values: Lightning strings the benchmarks map to an autocast dtype (or none).
@@ -16,8 +18,9 @@ class UsageError(Exception):
     """A flag error: raised instead of argparse's usage text and exit, so every error is one stderr line."""
 
 
-class Parser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose errors raise :class:`UsageError` (the CLI prints them as one line)."""
+class Parser(cli_convention.Parser):
+    """The convention's parser (:class:`evdet.data.cli_convention.Parser`) whose errors raise :class:`UsageError`, so
+    ``evdet-bench`` prints them as its one line ``evdet-bench: error: ...`` (exit 2)."""
 
     def error(self, message: str) -> NoReturn:  # noqa: D102 (argparse hook)
         raise UsageError(message)

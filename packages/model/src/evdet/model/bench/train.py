@@ -6,7 +6,7 @@ random stacked histograms of the configured resolution with random boxes in ever
 ``peak_memory_bytes`` (CUDA peak allocated on a GPU, process peak RSS on the CPU), ``params``, ``device``,
 ``precision``, ``batch``, ``seq_len``, ``steps``, ``warmup_steps``, ``experiment``, ``input``.
 
-Example: ``evdet-bench train +experiment=plain_lstm_640x360_baseline --device cuda --batch 6 --steps 20``.
+Example: ``evdet-bench train +experiment=plain_lstm_640x360_baseline --device cuda --batch-size 6 --steps 20``.
 """
 
 from __future__ import annotations
@@ -214,10 +214,11 @@ def check_device(device: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``evdet-bench train`` (Hydra overrides of the experiment config follow them)."""
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cpu, cuda or cuda:N (default: cuda when available)")
-    parser.add_argument("--batch", type=int_at_least(1, "sequences per step"), default=None,
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto: cuda when available)")
+    parser.add_argument("--batch-size", type=int_at_least(1, "sequences per step"), default=None,
                         help="sequences per step (default: batch_size.train)")
+    parser.add_argument("--batch", dest="batch_size", type=int_at_least(1, "sequences per step"),
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old spelling of --batch-size
     parser.add_argument("--steps", type=int_at_least(1, "a number of timed steps"), default=20,
                         help="timed steps (default 20)")
     parser.add_argument("--warmup", type=int_at_least(0, "a number of warm-up steps"), default=3,
@@ -234,12 +235,12 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
     Raises:
         ValueError: bad ``--device`` or precision; :class:`evdet.model.config.ConfigError` for a config mistake.
     """
-    device = check_device(args.device)
+    device = check_device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     config = to_container(compose_checked(overrides, for_training=False))
     chosen = args.precision
     if chosen is None and not device.startswith("cuda") and str(config["hardware"]["precision"]).startswith("16"):
         chosen = "32-true"  # fp16 autocast is a GPU feature; on the CPU the benchmark reports fp32
     return benchmark_training(
-        config, device=device, batch=args.batch or int(config["batch_size"]["train"]),
+        config, device=device, batch=args.batch_size or int(config["batch_size"]["train"]),
         steps=args.steps, warmup=args.warmup, precision=chosen, profile=args.profile,
     )

@@ -1,4 +1,5 @@
-"""``evdet-detect``: run a trained detector over a raw event recording, streaming with its recurrent state.
+"""Detection over raw event recordings, streaming with the recurrent state (``evdet-detect``; its command line is
+:mod:`evdet.model.cli.detect`).
 
 Windows end every 50 ms on the grid of multiples of 50 ms (the first one holds the first event) and are turned into
 the same stacked histograms the model was trained on (:mod:`evdet.data.representation`, the run's histogram
@@ -27,7 +28,7 @@ there (exactly the files of its manifest, so no PNG of the earlier run is left b
 when the folder holds files that run did not write. Outputs appear only when every recording was processed (a
 staging folder is moved into place); an error or Ctrl-C leaves the folder as it was. Flags are checked before
 anything is loaded or written: ``--device cuda`` without CUDA, ``--max-windows`` / ``--max-images`` out of range,
-``--confidence`` / ``--nms`` outside [0, 1] are one line naming the flag, exit 2.
+``--confidence`` / ``--nms`` outside [0, 1] are one line naming the flag, exit 2 (:mod:`evdet.model.cli.detect`).
 
 Engines (``--engine``, :mod:`evdet.model.inference.detect_engines`): ``torch`` runs a checkpoint, ``onnxruntime`` an ``.onnx``
 file of ``evdet-model export`` (docs/onnx.md); without the flag the engine follows the file, and a flag that does
@@ -38,10 +39,8 @@ naming both sizes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -51,19 +50,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from evdet.data.boxes import clip_boxes
 from evdet.data.labels import BBOX_DTYPE, save_boxes
 from evdet.data.output_folder import OutputFolder, check_output_folder
-from evdet.data.readers import RecordingError, open_recording
+from evdet.data.readers import open_recording
 from evdet.data.representation import HistogramConfig, stacked_histogram
 from evdet.data.windows import grid_window_ends, iter_window_events
-from evdet.model.inference.detection_video import (DetectionVideoWriter, VideoChoice, available_video_encoders,
-                                         choose_video_format, video_file_name)
+from evdet.model.inference.detection_video import DetectionVideoWriter, VideoChoice, video_file_name
 from evdet.model.training.detections import detections_to_boxes
-from evdet.model.inference.detect_engines import ENGINES, default_device, load_detector, resolve_engine
-from evdet.model.inference.onnx_engine import onnx_providers
+from evdet.model.inference.detect_engines import load_detector
 
-__all__ = ["check_device", "check_run_flags", "detect_recording", "detect_recordings", "detection_overlay",
-           "input_scale_factor", "output_names", "render_detections", "main"]
+__all__ = ["check_run_flags", "detect_recording", "detect_recordings", "detection_overlay", "input_scale_factor",
+           "output_names", "render_detections"]
 
 #: Tool name recorded in the output folder's manifest.
 TOOL = "evdet-detect"
@@ -73,48 +71,16 @@ _PALETTE = [(255, 200, 0), (0, 220, 120), (255, 80, 80), (80, 160, 255), (255, 0
             (200, 200, 200), (255, 140, 0)]
 
 
-def check_device(device: str, flag: str = "--device") -> str:
-    """Check that ``device`` names a torch device this machine has, before anything is loaded.
-
-    Accepted: ``cpu``; ``cuda`` / ``cuda:N`` when CUDA is available (and ``N`` < the number of GPUs); ``mps`` when
-    available.
-
-    Returns:
-        ``device`` unchanged.
-
-    Raises:
-        ValueError: one line naming ``flag``, the value and what is expected (e.g. ``--device cuda: CUDA is not
-            available on this machine ...; use --device cpu``).
-    """
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"{flag}: expected cpu, cuda or cuda:N, got {device!r}") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"{flag} {device}: CUDA is not available on this machine (no GPU or driver visible to "
-                             f"torch {torch.__version__}); use {flag} cpu")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise ValueError(f"{flag} {device}: expected a GPU index below {torch.cuda.device_count()} (the GPUs "
-                             "this machine has)")
-    elif parsed.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise ValueError(f"{flag} {device}: MPS is not available on this machine; use {flag} cpu")
-    elif parsed.type != "cpu":
-        raise ValueError(f"{flag}: expected cpu, cuda or cuda:N, got {device!r}")
-    return device
-
-
 def check_run_flags(**flags) -> None:
     """Check count and threshold flags (CLI spelling ``--max-windows`` as keyword ``max_windows``).
 
-    Counts ``max_windows`` and ``batch`` must be integers >= 1, ``max_images`` >= 0; thresholds ``confidence``,
+    Counts ``max_windows`` and ``streams`` (old name ``batch``) must be integers >= 1, ``max_images`` >= 0; thresholds ``confidence``,
     ``nms`` must lie in [0, 1]; ``None`` means "not given" and passes.
 
     Raises:
         ValueError: one line ``--flag: expected ..., got VALUE`` for the first flag out of range.
     """
-    minimum = {"max_windows": 1, "batch": 1, "max_images": 0}
+    minimum = {"max_windows": 1, "streams": 1, "batch": 1, "max_images": 0}
     for key, value in flags.items():
         if value is None:
             continue
@@ -123,6 +89,7 @@ def check_run_flags(**flags) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum[key]:
                 what = "a positive number" if minimum[key] == 1 else "a number >= 0 (0: none)"
                 unit = {"max_windows": "of 50 ms windows", "batch": "of recordings streamed in parallel",
+                        "streams": "of recordings streamed in parallel",
                         "max_images": "of PNG overlays per recording"}[key]
                 raise ValueError(f"{flag}: expected {what} {unit}, got {value!r}")
         elif not (isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0):
@@ -416,71 +383,7 @@ def _first_time_and_windows(reader, window_us: int) -> tuple[int, int]:
 
 
 def _clip_to_sensor(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
-    x1 = np.clip(boxes["x"], 0, width)
-    y1 = np.clip(boxes["y"], 0, height)
-    x2 = np.clip(boxes["x"] + boxes["w"], 0, width)
-    y2 = np.clip(boxes["y"] + boxes["h"], 0, height)
-    out = boxes.copy()
-    out["x"], out["y"], out["w"], out["h"] = x1, y1, x2 - x1, y2 - y1
+    """Detections clipped to the sensor ``[0, width] x [0, height]`` (px, :func:`evdet.data.boxes.clip_boxes`);
+    boxes left without area removed."""
+    out = clip_boxes(boxes, width, height)
     return out[(out["w"] > 0) & (out["h"] > 0)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point ``evdet-detect CHECKPOINT RECORDING [RECORDING ...] --output DIR [--overwrite]
-    [--video [--video-format mp4|gif]]``.
-
-    Returns:
-        0 on success; 2 on an input error, a flag out of range or a non-empty output folder (one line on stderr,
-        flags and the folder checked before anything is loaded or written); 130 after Ctrl-C (the output folder is
-        left as it was).
-    """
-    parser = argparse.ArgumentParser(prog="evdet-detect", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", type=Path,
-                        help="Lightning checkpoint written by evdet-train, or an .onnx file of evdet-model export")
-    parser.add_argument("recordings", type=Path, nargs="+", help=".dat, .h5, .aedat4 or .raw (EVT 2.0 / 3.0) event recordings")
-    parser.add_argument("--output", type=Path, required=True,
-                        help="output directory: missing or empty, or an earlier evdet-detect output with --overwrite")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the outputs of an earlier evdet-detect run in --output (never other files)")
-    parser.add_argument("--confidence", type=float, default=0.3, help="minimum detection score in [0, 1] (0.3)")
-    parser.add_argument("--nms", type=float, default=None, help="NMS IoU threshold in [0, 1] (default: the run's)")
-    parser.add_argument("--max-images", type=int, default=8, help="PNG overlays per recording, >= 0 (default 8)")
-    parser.add_argument("--max-windows", type=int, default=None, help="stop after N >= 1 windows")
-    parser.add_argument("--video", action="store_true",
-                        help="also write NAME_detections.mp4: the overlay of every window, real-time speed")
-    parser.add_argument("--video-format", default=None,
-                        help="mp4 or gif (default: mp4 when PyAV has an H.264 or MPEG-4 encoder, else gif)")
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda or cuda:N (default: cuda when the engine can use it here)")
-    parser.add_argument("--engine", choices=ENGINES, default=None,
-                        help="torch (checkpoints) or onnxruntime (.onnx files); default: the model file's")
-    args = parser.parse_args(argv)
-    try:
-        check_run_flags(confidence=args.confidence, nms=args.nms, max_images=args.max_images,
-                        max_windows=args.max_windows)
-        engine = resolve_engine(args.checkpoint, args.engine)
-        args.device = default_device(engine) if args.device is None else args.device
-        if engine == "onnxruntime":
-            onnx_providers(args.device)
-        else:
-            check_device(args.device)
-        if args.video_format is not None and not args.video:
-            raise ValueError(f"--video-format {args.video_format}: only with --video (write a detection video)")
-        video = choose_video_format(args.video_format, available_video_encoders()) if args.video else None
-        reports = detect_recordings(args.checkpoint, args.recordings, args.output, overwrite=args.overwrite,
-                                    confidence_threshold=args.confidence, nms_threshold=args.nms,
-                                    max_images=args.max_images, max_windows=args.max_windows, device=args.device,
-                                    video=video, engine=engine)
-    except (RecordingError, FileNotFoundError, ValueError) as exc:
-        print(f"evdet-detect: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"evdet-detect: interrupted (Ctrl-C); {args.output} was left as it was", file=sys.stderr)
-        return 130
-    for report in reports:
-        print(json.dumps({k: v for k, v in report.items() if k != "images"}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -43,14 +43,12 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import hydra
 import lightning as L
 import torch
 import yaml
@@ -63,8 +61,7 @@ from evdet.data.storage import (LocalStore, Store, StoreError, cache_dir, downlo
 from evdet.model.training.checkpoint import (check_resume_checkpoint, checkpoint_step, find_resume_checkpoint,
                                     local_checkpoint, read_checkpoint)  # noqa: F401 (checkpoint_step: _resume_plan)
 from evdet.model.mlops.checkpoint_upload import CheckpointUploader
-from evdet.model.config import (CONFIG_DIR, ConfigError, compose_checked, finalize_config, normalize_overrides,
-                                 to_container, validate_config)
+from evdet.model.config import (finalize_config, to_container, validate_config)
 from evdet.model.training.datamodule import ShardDataModule
 from evdet.model.mlops.ddp_checks import WeightConsistencyCheck
 from evdet.model.mlops.experiment_loggers import build_loggers
@@ -73,7 +70,7 @@ from evdet.model.training.module import DetectionModule
 from evdet.model.mlops.prometheus_metrics import build_metrics_callbacks
 from evdet.model.mlops.run_records import CONFUSION_DIR, PerfRecorder, ValidationConfusionWriter, describe_run
 
-__all__ = ["main", "run_training", "resolve_precision", "upload_run", "CHECKPOINT_FILENAME", "Preempted",
+__all__ = ["run_training", "resolve_precision", "upload_run", "CHECKPOINT_FILENAME", "Preempted",
            "RunLifecycle", "StopRequest", "RUN_ID_ENV", "EXIT_CODES"]
 
 log = logging.getLogger(__name__)
@@ -569,7 +566,7 @@ def _run(cfg: DictConfig, stop: StopRequest) -> dict[str, Any]:
     interval = val["val_check_interval"]
     weights_check = WeightConsistencyCheck()
     perf = PerfRecorder(int(tr["log_every_n_steps"]))  # perf/* columns and run.json's training_summary
-    bar = use_progress_bar()  # a terminal gets a progress bar; pod logs get one line every logging.every_n_steps
+    bar = use_progress_bar(sys.stderr)  # a terminal gets a progress bar; pod logs get one line every logging.every_n_steps
     trainer = L.Trainer(
         default_root_dir=out_dir,
         max_steps=int(tr["max_steps"]),
@@ -591,7 +588,7 @@ def _run(cfg: DictConfig, stop: StopRequest) -> dict[str, Any]:
         # (so it picks up the checkpoint written in the same hook); Lightning runs ModelCheckpoint last.
         callbacks=[top_k, LearningRateMonitor(logging_interval="step"), *build_metrics_callbacks(config), perf,
                    ValidationConfusionWriter(out_dir / CONFUSION_DIR), weights_check,
-                   *([] if bar else [LogLineProgress(int(config["logging"]["every_n_steps"]))]), lifecycle,
+                   *([] if bar else [LogLineProgress(int(config["logging"]["every_n_steps"]), stream=sys.stderr)]), lifecycle,
                    *([uploader] if uploader is not None else [])],
         enable_progress_bar=bar,
         enable_model_summary=True,
@@ -718,106 +715,3 @@ def upload_run(out_dir: Path, store_uri: str, experiment: str, run_id: str, *, c
     for path in sorted((out_dir / CONFUSION_DIR).glob("*.csv")):
         store.put_file(path, f"{prefix}/{CONFUSION_DIR}/{path.name}")
     return f"{store.uri.rstrip('/')}/{prefix}"
-
-
-# ------------------------------------------------------------------------------------------------ entry point
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-@hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
-def _hydra_entry(cfg: DictConfig) -> None:
-    """Run :func:`run_training`; turn its outcome into the exit status (see :data:`EXIT_CODES`) and one stderr line."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    _RUN_STATE["training"] = False
-    try:
-        summary = run_training(cfg)
-    except Preempted as exc:
-        print(f"evdet-train: {exc.message}", file=sys.stderr, flush=True)
-        sys.exit(exc.exit_code)
-    except (ValueError, OSError, KeyError, OmegaConfBaseException, HydraException) as exc:
-        if _RUN_STATE["training"]:
-            traceback.print_exc()
-            print(f"evdet-train: error: run failed (run.json status failed): {type(exc).__name__}: "
-                  f"{_one_line(exc)[:400]}", file=sys.stderr, flush=True)
-            sys.exit(EXIT_CODES["failed"])
-        print(f"evdet-train: error: {_one_line(exc)}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_CODES["input_error"])
-    except Exception as exc:  # noqa: BLE001 - a failure during training: traceback, then one line
-        traceback.print_exc()
-        print(f"evdet-train: error: run failed{' (run.json status failed)' if _RUN_STATE['training'] else ''}: "
-              f"{type(exc).__name__}: {_one_line(exc)[:400]}", file=sys.stderr, flush=True)
-        sys.exit(EXIT_CODES["failed"])
-    print(json.dumps(summary))
-
-
-def main() -> None:
-    """Console entry point: Hydra overrides on the command line (``+experiment=NAME`` accepted).
-
-    The config is composed and validated (:func:`evdet.model.config.compose_checked`) before Hydra creates the run
-    folder; a config error prints one line ``evdet-train: error: <key>=<value>: expected ...`` on stderr and exits
-    with status 2. With Hydra's own flags (``--help``, ``--cfg``, ``-m``) the check is left to :func:`run_training`.
-    Exit status: 0 completed, 1 failed during training, 2 wrong input (nothing written), 130 / 143 stopped by
-    SIGINT / SIGTERM after writing ``last.ckpt`` (see :data:`EXIT_CODES`).
-    """
-    sys.argv = [sys.argv[0], *normalize_overrides(sys.argv[1:])]
-    try:
-        if not any(arg.startswith("-") for arg in sys.argv[1:]):
-            compose_checked(sys.argv[1:])
-    except ConfigError as exc:
-        print(f"evdet-train: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    try:
-        _check_before_hydra(sys.argv[1:])
-    except (ValueError, OSError) as exc:
-        print(f"evdet-train: error: {_one_line(exc)}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_entry()
-
-
-def _check_before_hydra(overrides: list[str]) -> None:
-    """The checks of :func:`run_training` on the run's identity and its checkpoint that need no model or data, done
-    before Hydra writes its own files (``hydra/*.yaml``, ``train.log``) into ``output.dir``, so a refused command
-    changes nothing there: a torchrun launch without a run_id, an existing run_id without ``resume=auto``, and the
-    checkpoint the run would start from (``ckpt_path``, or ``resume=auto``'s ``last.ckpt``: weights-only readable, a
-    training checkpoint, the same ``training.max_steps``). Whether its weights fit the model is checked by
-    :func:`run_training`. A config that does not compose is left to Hydra and :func:`run_training`.
-
-    Raises:
-        ValueError: one line (:class:`evdet.model.training.checkpoint.CheckpointError`, ``StoreError`` included).
-        OSError: a checkpoint or store file cannot be read.
-    """
-    from evdet.model.training.checkpoint import check_resume_metadata, peek_checkpoint
-    from evdet.model.config import compose_config
-
-    if any(item.startswith("-") for item in overrides):
-        return
-    try:
-        cfg = compose_config(overrides)
-    except Exception:  # noqa: BLE001 - composition errors are Hydra's / validate_config's to report
-        return
-    # compose_config fixes run_id at once, so whether it was given is read from the command line itself.
-    given_values = [item.split("=", 1)[1] for item in overrides if item.split("=", 1)[0].lstrip("+~") == "run_id"]
-    if given_values and given_values[-1] not in ("", "null", "None"):
-        given, how = True, "given as run_id="
-    elif os.environ.get(RUN_ID_ENV, "").strip():
-        given, how = True, f"from ${RUN_ID_ENV}"
-    else:
-        given, how = False, "from the start time"
-    _check_distributed_run_id(given)
-    if not _launch_rank_zero():
-        return
-    if cfg.get("resume") in (None, False, "null", "none") and given:
-        config = to_container(cfg)
-        store = open_store(config["output"]["store"]) if config["output"].get("store") else None
-        _refuse_existing_run(Path(config["output"]["dir"]).resolve(), store, str(config["experiment_name"]),
-                             str(config["run_id"]), how)
-    plan = _resume_plan(cfg, given)
-    if plan.path is not None:
-        check_resume_metadata(peek_checkpoint(plan.path), plan.path, to_container(cfg), plan.what)
-
-
-if __name__ == "__main__":
-    main()
