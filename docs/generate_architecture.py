@@ -19,16 +19,17 @@ markers is prose and left as written. The sections and where they come from:
 
 from __future__ import annotations
 
-import argparse
 import ast
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/generated_docs.py, run as a script or loaded by path
+import generated_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
-PACKAGES = ("data", "eval", "model")
+PACKAGES = generated_docs.PACKAGES
 DETECTOR = ROOT / "packages" / "model" / "src" / "evdet" / "model" / "nn" / "detector.py"
 SHARDS = ROOT / "packages" / "data" / "src" / "evdet" / "data" / "shards.py"
 MARKER = re.compile(r"(<!-- generated: (?P<name>[a-z0-9-]+)[^>]*-->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
@@ -85,14 +86,11 @@ def package_tree() -> str:
     return "\n".join(parts)
 
 
-def console_scripts() -> str:
+def console_scripts_table() -> str:
     """The ``console-scripts`` section: a table of every ``[project.scripts]`` entry of the three packages."""
     lines = ["| command | entry point | distribution |", "|---|---|---|"]
-    for package in PACKAGES:
-        pyproject = ROOT / "packages" / package / "pyproject.toml"
-        project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
-        for script, target in sorted(project.get("scripts", {}).items()):
-            lines.append(f"| `{script}` | `{target}` | `{project['name']}` |")
+    for (package, script), target in sorted(generated_docs.console_scripts().items()):
+        lines.append(f"| `{script}` | `{target}` | `evdet-{package}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -179,7 +177,7 @@ def detector_api(class_name: str = "RVT") -> str:
 
 SECTIONS = {
     "package-tree": package_tree,
-    "console-scripts": console_scripts,
+    "console-scripts": console_scripts_table,
     "shard-datasets": shard_datasets,
     "shard-attrs": shard_attrs,
     "detector-api": detector_api,
@@ -206,20 +204,8 @@ def stale_sections(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/architecture.md is out of date")
-    args = parser.parse_args(argv)
-    text = DOC.read_text(encoding="utf-8")
-    new = render(text)
-    if args.check:
-        if new != text:
-            print(f"{DOC}: out of date in {stale_sections(text)}; run {COMMAND}", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        DOC.write_text(new, encoding="utf-8")
-        print(f"{DOC}: rewrote {stale_sections(text)}", file=sys.stderr)
-    return 0
+    """Rewrite docs/architecture.md, or with ``--check`` exit 1 when it is out of date."""
+    return generated_docs.rewrite_or_check(DOC, render, stale_sections, COMMAND, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

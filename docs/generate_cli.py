@@ -19,12 +19,14 @@ import argparse
 import importlib
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # docs/generated_docs.py, run as a script or loaded by path
+import generated_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "cli.md"
-PACKAGES = ("data", "eval", "model")
+PACKAGES = generated_docs.PACKAGES
 MARKER = re.compile(r"(<!-- generated: tools -->\n)(?P<body>.*?)(<!-- end generated -->)", re.DOTALL)
 COMMAND = ".venv/bin/python docs/generate_cli.py"
 WIDTH = 116
@@ -32,11 +34,7 @@ WIDTH = 116
 
 def console_scripts() -> dict[str, str]:
     """``{tool: "module:function"}`` of every ``[project.scripts]`` of the three packages, sorted by tool."""
-    scripts: dict[str, str] = {}
-    for package in PACKAGES:
-        with open(ROOT / "packages" / package / "pyproject.toml", "rb") as f:
-            scripts.update(tomllib.load(f).get("project", {}).get("scripts", {}))
-    return dict(sorted(scripts.items()))
+    return {tool: target for (_, tool), target in generated_docs.console_scripts().items()}
 
 
 def tool_parser(tool: str, target: str) -> argparse.ArgumentParser | None:
@@ -101,21 +99,14 @@ def render(text: str) -> str:
     return MARKER.sub(lambda m: m.group(1) + body + m.group(3), text)
 
 
+def stale_sections(text: str) -> list[str]:
+    """``["tools"]`` when the synopses in ``text`` differ from what the parsers print now, else ``[]``."""
+    return ["tools"] if render(text) != text else []
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if docs/cli.md is out of date")
-    args = parser.parse_args(argv)
-    text = DOC.read_text(encoding="utf-8")
-    new = render(text)
-    if args.check:
-        if new != text:
-            print(f"{DOC}: out of date; run {COMMAND}", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        DOC.write_text(new, encoding="utf-8")
-        print(f"{DOC}: rewrote the tool synopses", file=sys.stderr)
-    return 0
+    """Rewrite docs/cli.md, or with ``--check`` exit 1 when it is out of date."""
+    return generated_docs.rewrite_or_check(DOC, render, stale_sections, COMMAND, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
