@@ -21,7 +21,7 @@ pipeline's name (``evdet-<experiment_name>`` in lower case, ``_`` -> ``-``), its
 
 from kfp import dsl, kubernetes
 
-from evdet.model.config import compose_config
+from evdet.model.config import compose_config, experiment_slug
 
 from pipeline_components import detect, evaluate, preprocess, train
 
@@ -103,7 +103,7 @@ def pipeline_identity(experiment: str) -> dict[str, str]:
     if not what.endswith((".", "!", "?")):
         what += "."
     return {
-        "name": "evdet-" + str(cfg.experiment_name).lower().replace("_", "-"),
+        "name": "evdet-" + experiment_slug(str(cfg.experiment_name)),
         "description": f"{what} Steps: {STEPS}.",
         "class_names": ",".join(cfg.dataset.class_names),
     }

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from evdet.model.config import experiment_slug
 
 __all__ = ["GENERATED_MARK", "NOT_EXPERIMENTS", "TrainingJob", "BaseJob", "base_job", "training_job",
            "load_training_jobs", "render", "render_all", "stale_overlays", "write_overlays", "main"]
@@ -75,7 +76,7 @@ class TrainingJob:
     @property
     def suffix(self) -> str:
         """kustomize name suffix without the leading '-': the experiment name in lower case, '_' -> '-'."""
-        return self.experiment.lower().replace("_", "-")
+        return experiment_slug(self.experiment)
 
     @property
     def job_name(self) -> str:

@@ -9,11 +9,10 @@ from shard_factory import write_test_shard
 
 from evdet.data.classes import (CLASS_MAPS, DATASET_CLASS_NAMES, ETRAM_CLASSES, ETRAM_CLS8_SAMPLE_CLASSES,
                                 GROUPED3_CLASSES, ClassMap, class_lookup, get_class_map, resolve_class_names)
-from evdet.model.training.dataset import RandomSequenceDataset, StreamingBatches, build_dataloader, load_shards
 from evdet.data.labels import LabelError
-from evdet.data.shards import ShardError
-from evdet.model.config import compose_config
-from evdet.model.config import dataset_classes
+from evdet.data.shards import ShardError, load_shards
+from evdet.model.config import compose_config, dataset_classes
+from evdet.model.training.dataset import RandomSequenceDataset, StreamingBatches, build_dataloader
 from evdet.model.training.datamodule import ShardDataModule
 
 C, H, W, WINDOW = 2, 8, 12, 50_000

@@ -26,8 +26,9 @@ from evdet.data.classes import ClassLookup, class_lookup
 from evdet.data.labels import LabelError
 from evdet.model.config_schema import IGNORED_KEYS, ConfigError, schema_problems, show, unknown_key_message
 
-__all__ = ["CONFIG_DIR", "ConfigError", "compose_checked", "compose_config", "dataset_classes", "normalize_overrides",
-           "to_container", "list_experiments", "finalize_config", "validate_config", "composition_error"]
+__all__ = ["CONFIG_DIR", "ConfigError", "compose_checked", "compose_config", "dataset_classes", "experiment_slug",
+           "normalize_overrides", "to_container", "list_experiments", "finalize_config", "validate_config",
+           "composition_error"]
 
 #: Directory of the packaged Hydra configuration (``train.yaml`` and the config groups).
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
@@ -401,3 +402,17 @@ def dataset_classes(dataset_cfg: Any) -> ClassLookup:
                          f"give {lookup.num_classes} classes {list(lookup.class_names)}; set dataset.num_classes="
                          f"{lookup.num_classes}")
     return lookup
+
+
+def experiment_slug(experiment: str) -> str:
+    """The experiment's name as Kubernetes and Kubeflow resource names use it: lower case, ``_`` -> ``-``
+    (``plain_lstm_640x360_baseline`` -> ``plain-lstm-640x360-baseline``; the training Job ``evdet-train-<slug>`` of
+    ``k8s/training/generate.py`` and the pipeline ``evdet-<slug>`` of ``pipelines/pipeline_builder.py``).
+
+    Args:
+        experiment: the Hydra experiment name (``conf/experiment/<experiment>.yaml``).
+
+    Returns:
+        The slug; whether it is a valid DNS-1123 name is the caller's check (it knows the prefix and the length limit).
+    """
+    return experiment.lower().replace("_", "-")

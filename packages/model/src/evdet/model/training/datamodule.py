@@ -25,7 +25,7 @@ from evdet.model.config import dataset_classes
 from evdet.model.training.augmentation import SamplingAugmentation
 from evdet.model.training.dataset import build_dataloader
 
-__all__ = ["HISTOGRAM_ATTRS", "ShardDataModule", "shard_facts"]
+__all__ = ["ShardDataModule", "shard_facts"]
 
 
 

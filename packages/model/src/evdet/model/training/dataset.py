@@ -83,7 +83,6 @@ __all__ = [
     "StreamingBatches",
     "build_dataloader",
     "collate_sequences",
-    "load_shards",
     "mixed_batch_split",
 ]
 
@@ -211,7 +210,7 @@ class RandomSequenceDataset(Dataset):
     Args:
         shard_dir: a split folder of shards (``<out>/<split>``).
         seq_len: sequence length ``L`` (windows), >= 1.
-        class_map, class_names: see :func:`load_shards`.
+        class_map, class_names: see :func:`~evdet.data.shards.load_shards`.
         augmentation: the ``random`` settings of the training augmentation; one transform per sample, drawn from
             torch's global generator (seeded per DataLoader worker) in ``dataset[i]``, or from ``generator`` in
             :meth:`sample`.
@@ -227,7 +226,7 @@ class RandomSequenceDataset(Dataset):
 
     Raises:
         ValueError: if ``seq_len`` is not a positive integer.
-        ShardError: see :func:`load_shards`; also if no shard has a labelled window at index ``L - 1`` or later.
+        ShardError: see :func:`~evdet.data.shards.load_shards`; also if no shard has a labelled window at index ``L - 1`` or later.
         LabelError: a class unknown to ``class_map`` (names the file).
     """
 
@@ -310,14 +309,14 @@ class StreamingBatches(IterableDataset):
         seq_len: chunk length ``L`` (windows), >= 1.
         shuffle_recordings: randomise which recordings share a slot and their order (training).
         seed: seed of that shuffle and of the augmentation draws; both also change with :meth:`set_epoch`.
-        class_map, class_names: see :func:`load_shards`.
+        class_map, class_names: see :func:`~evdet.data.shards.load_shards`.
         augmentation: the ``stream`` settings of the training augmentation; per slot, one transform per recording
             (drawn at its first chunk from a generator seeded with ``(seed, epoch, slot)``, kept for all its
             chunks).
 
     Raises:
         ValueError: if ``batch_size`` or ``seq_len`` is not a positive integer.
-        ShardError: see :func:`load_shards`.
+        ShardError: see :func:`~evdet.data.shards.load_shards`.
         LabelError: a label class id unknown to ``class_map`` (names the file).
     """
 
@@ -462,7 +461,7 @@ class MixedBatches(IterableDataset):
         w_stream, w_random: weights of the two parts (:func:`mixed_batch_split`).
         shuffle: shuffle the streaming part's recordings (the random part is always shuffled).
         seed: seed of all shuffles and augmentation draws; they also change with :meth:`set_epoch`.
-        class_map, class_names: see :func:`load_shards`.
+        class_map, class_names: see :func:`~evdet.data.shards.load_shards`.
         augmentation: the training augmentation; its ``stream`` settings go to the streaming part, its ``random``
             settings to the random part.
 
@@ -472,7 +471,7 @@ class MixedBatches(IterableDataset):
 
     Raises:
         ValueError: invalid sizes or weights (:func:`mixed_batch_split`).
-        ShardError, LabelError: see :func:`load_shards`; ShardError also when the random part has no labelled
+        ShardError, LabelError: see :func:`~evdet.data.shards.load_shards`; ShardError also when the random part has no labelled
             window.
     """
 
@@ -585,7 +584,7 @@ def build_dataloader(
         shuffle: random: shuffle samples (default True); stream: shuffle recordings (default False); mixed:
             shuffle the streaming part's recordings (default True).
         w_stream, w_random: mixed sampling weights (:func:`mixed_batch_split`); ignored otherwise.
-        class_map, class_names: see :func:`load_shards`.
+        class_map, class_names: see :func:`~evdet.data.shards.load_shards`.
         augmentation: :class:`~evdet.model.training.augmentation.SamplingAugmentation` or its mapping
             (``dataset.augmentation``); ``None`` or disabled: no augmentation. Pass it for training only.
         rank, world_size: data-parallel rank and number of ranks. Stream and mixed sampling split the recordings
@@ -608,7 +607,7 @@ def build_dataloader(
     Raises:
         ValueError: unknown ``sampling``, a non-positive ``batch_size``/``seq_len``/``prefetch_factor``, negative
             ``num_workers``, invalid weights or augmentation settings, unknown ``class_map`` name.
-        ShardError, LabelError: see :func:`load_shards`.
+        ShardError, LabelError: see :func:`~evdet.data.shards.load_shards`.
     """
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")

@@ -58,10 +58,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from evdet.data.storage import (LocalStore, Store, StoreError, cache_dir, download_prefix, fetch_file, open_store,
                                  parse_s3_uri, run_prefix)
-from evdet.model.training.checkpoint import (check_resume_checkpoint, checkpoint_step, find_resume_checkpoint,
-                                    local_checkpoint, read_checkpoint)  # noqa: F401 (checkpoint_step: _resume_plan)
+from evdet.model.training.checkpoint import (check_resume_checkpoint, check_resume_metadata, checkpoint_step,  # noqa: F401
+                                             find_resume_checkpoint, local_checkpoint, peek_checkpoint,
+                                             read_checkpoint)  # (checkpoint_step: _resume_plan)
 from evdet.model.mlops.checkpoint_upload import CheckpointUploader
-from evdet.model.config import (finalize_config, to_container, validate_config)
+from evdet.model.config import compose_config, finalize_config, to_container, validate_config
 from evdet.model.training.datamodule import ShardDataModule
 from evdet.model.mlops.ddp_checks import WeightConsistencyCheck
 from evdet.model.mlops.experiment_loggers import build_loggers
@@ -70,8 +71,8 @@ from evdet.model.training.module import DetectionModule
 from evdet.model.mlops.prometheus_metrics import build_metrics_callbacks
 from evdet.model.mlops.run_records import CONFUSION_DIR, PerfRecorder, ValidationConfusionWriter, describe_run
 
-__all__ = ["run_training", "resolve_precision", "upload_run", "CHECKPOINT_FILENAME", "Preempted",
-           "RunLifecycle", "StopRequest", "RUN_ID_ENV", "EXIT_CODES"]
+__all__ = ["run_training", "check_before_run", "training_started", "resolve_precision", "upload_run",
+           "CHECKPOINT_FILENAME", "Preempted", "RunLifecycle", "StopRequest", "RUN_ID_ENV", "EXIT_CODES"]
 
 log = logging.getLogger(__name__)
 
@@ -715,3 +716,53 @@ def upload_run(out_dir: Path, store_uri: str, experiment: str, run_id: str, *, c
     for path in sorted((out_dir / CONFUSION_DIR).glob("*.csv")):
         store.put_file(path, f"{prefix}/{CONFUSION_DIR}/{path.name}")
     return f"{store.uri.rstrip('/')}/{prefix}"
+
+
+def check_before_run(overrides: list[str]) -> None:
+    """The checks of :func:`run_training` on the run's identity and its checkpoint that need no model or data, done
+    before Hydra writes its own files (``hydra/*.yaml``, ``train.log``) into ``output.dir``, so a refused command
+    changes nothing there: a torchrun launch without a run_id, an existing run_id without ``resume=auto``, and the
+    checkpoint the run would start from (``ckpt_path``, or ``resume=auto``'s ``last.ckpt``: weights-only readable, a
+    training checkpoint, the same ``training.max_steps``). Whether its weights fit the model is checked by
+    :func:`run_training`. A config that does not compose is left to Hydra and :func:`run_training`.
+
+    Called by ``evdet-train`` (:mod:`evdet.model.cli.train`) before ``@hydra.main`` runs.
+
+    Args:
+        overrides: the Hydra overrides of the command line (after :func:`evdet.model.config.normalize_overrides`).
+
+    Raises:
+        ValueError: one line (:class:`evdet.model.training.checkpoint.CheckpointError`, ``StoreError`` included).
+        OSError: a checkpoint or store file cannot be read.
+    """
+    if any(item.startswith("-") for item in overrides):
+        return
+    try:
+        cfg = compose_config(overrides)
+    except Exception:  # noqa: BLE001 - composition errors are Hydra's / validate_config's to report
+        return
+    # compose_config fixes run_id at once, so whether it was given is read from the command line itself.
+    given_values = [item.split("=", 1)[1] for item in overrides if item.split("=", 1)[0].lstrip("+~") == "run_id"]
+    if given_values and given_values[-1] not in ("", "null", "None"):
+        given, how = True, "given as run_id="
+    elif os.environ.get(RUN_ID_ENV, "").strip():
+        given, how = True, f"from ${RUN_ID_ENV}"
+    else:
+        given, how = False, "from the start time"
+    _check_distributed_run_id(given)
+    if not _launch_rank_zero():
+        return
+    if cfg.get("resume") in (None, False, "null", "none") and given:
+        config = to_container(cfg)
+        store = open_store(config["output"]["store"]) if config["output"].get("store") else None
+        _refuse_existing_run(Path(config["output"]["dir"]).resolve(), store, str(config["experiment_name"]),
+                                      str(config["run_id"]), how)
+    plan = _resume_plan(cfg, given)
+    if plan.path is not None:
+        check_resume_metadata(peek_checkpoint(plan.path), plan.path, to_container(cfg), plan.what)
+
+
+def training_started() -> bool:
+    """Whether the current :func:`run_training` call got as far as writing the run (then a failure is exit status
+    1 and ``run.json`` says ``failed``; before that it is a wrong input, exit status 2)."""
+    return _RUN_STATE["training"]
